@@ -1,0 +1,324 @@
+"""Instruction + camera images → the vision-language backbone's inputs (SPEC-N16 §1.5).
+
+`VLMInputBuilder` turns one sample (an instruction string and its images, uint8 `[H, W, 3]`,
+time-major: t0 view0, t0 view1, t1 view0, ...) into token ids and pixel tensors in the layout
+of the configured backbone; `VLMInputBuilder.collate` (or `collate_vlm_inputs`) pads a list of
+such samples into a batch. Two layouts:
+
+* ``eagle`` — each image is smart-resized to multiples of 28 (patch 14 × pixel-unshuffle 2),
+  normalised ``(u8 − 127.5) / 127.5`` and cut into 14×14 patches flattened (row, col, channel;
+  channel fastest) for transformers' Siglip2 NaFlex vision model; the text holds
+  ``<image k><img>`` + n × ``<IMG_CONTEXT>`` + ``</img>`` per image, n = (H/28)·(W/28).
+* ``qwen3_vl`` — Qwen3-VL's own format: factor 32 (patch 16 × merge 2), each patch flattened
+  (channel, temporal copy, row, col), patches grouped by 2×2 merge block, ``image_grid_thw``
+  rows ``[1, H/16, W/16]`` and ``<|vision_start|>`` + n × ``<|image_pad|>`` + ``<|vision_end|>``
+  with n = (H/32)·(W/32), plus ``mm_token_type_ids`` (1 on image tokens).
+
+In both, the instruction is lower-cased with punctuation removed, written as one user turn
+(after the template's default system turn) with the text first and the images after it, and
+the tokenizer's chat template is applied without a generation prompt. Pure numpy/torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedTokenizerBase
+
+from gr00t.model.config import Gr00tN16Config
+
+BACKBONE_LAYOUTS = ("eagle", "qwen3_vl")
+MAX_ASPECT_RATIO = 200
+
+# Eagle (SPEC §1.5): factor 28, between 4·28² and 4096·28² pixels.
+EAGLE_MIN_PIXELS = 4 * 28 * 28
+EAGLE_MAX_PIXELS = 4096 * 28 * 28
+# Qwen3-VL's released image processor: size {shortest_edge: 65536, longest_edge: 16777216}.
+QWEN3_VL_MIN_PIXELS = 65536
+QWEN3_VL_MAX_PIXELS = 16777216
+
+
+def normalize_instruction(text: str) -> str:
+    """Lower-case and strip punctuation (every character that is neither a word char nor space)."""
+    return re.sub(r"[^\w\s]", "", text.lower())
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Target (height, width): both multiples of `factor`, area in [min_pixels, max_pixels], aspect kept.
+
+    Qwen2-VL's rule: round each side to the nearest multiple; if the area is too large scale both
+    sides down by sqrt(area/max) and floor, if too small scale up by sqrt(min/area) and ceil.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size {height}x{width}: both sides must be positive")
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(f"image size {height}x{width}: aspect ratio must be below {MAX_ASPECT_RATIO}")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 `[H, W, 3]` → float `[3, h, w]` in 0..255, antialiased bilinear with a uint8 result.
+
+    Resampling runs on the uint8 image in channels-last layout (torch's fast path; ~50× faster
+    than on float) and yields uint8 values like a PIL resize would.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image of shape {tuple(image.shape)} and dtype {image.dtype}: expected uint8 [H, W, 3]"
+        )
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # channels-last view
+    if tuple(chw.shape[1:]) != tuple(size):
+        chw = F.interpolate(chw[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
+    return chw.float()
+
+
+def normalize_pixels(chw: torch.Tensor) -> torch.Tensor:
+    """0..255 → [-1, 1] as `(x − 127.5) / 127.5`."""
+    return (chw - 127.5) / 127.5
+
+
+def patchify_siglip2(chw: torch.Tensor, patch: int) -> torch.Tensor:
+    """`[C, H, W]` → `[H/p · W/p, p·p·C]`: patches row-major, each flattened (row, col, channel)."""
+    c, h, w = chw.shape
+    gh, gw = h // patch, w // patch
+    x = chw.reshape(c, gh, patch, gw, patch).permute(1, 3, 2, 4, 0)
+    return x.reshape(gh * gw, patch * patch * c)
+
+
+def patchify_qwen3_vl(chw: torch.Tensor, patch: int, merge: int, temporal: int) -> torch.Tensor:
+    """`[C, H, W]` → `[H/p · W/p, C·T·p·p]` in Qwen3-VL's order.
+
+    Patches are grouped by merge block (block row, block col, row in block, col in block); each
+    patch is flattened (channel, temporal copy, row, col), the single frame repeated T times.
+    """
+    c, h, w = chw.shape
+    gh, gw = h // patch, w // patch
+    x = chw.reshape(c, gh // merge, merge, patch, gw // merge, merge, patch)
+    x = x.permute(1, 4, 2, 5, 0, 3, 6)  # [bh, bw, mh, mw, C, p, p]
+    x = x.unsqueeze(5).expand(-1, -1, -1, -1, -1, temporal, -1, -1)
+    return x.reshape(gh * gw, c * temporal * patch * patch)
+
+
+@dataclass
+class VLMInputBuilder:
+    """Per-sample VLM input builder for one backbone layout; picklable (runs in DataLoader workers).
+
+    Build it with `VLMInputBuilder.from_config(config, tokenizer)` to take the layout, patch sizes
+    and token ids from the model config.
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    backbone_type: str = "eagle"
+    patch_size: int = 14
+    merge_size: int = 2
+    temporal_patch_size: int = 2
+    min_pixels: int = EAGLE_MIN_PIXELS
+    max_pixels: int = EAGLE_MAX_PIXELS
+    image_token_id: int | None = None
+    formalize_language: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backbone_type not in BACKBONE_LAYOUTS:
+            raise ValueError(f"backbone_type={self.backbone_type!r}: expected one of {BACKBONE_LAYOUTS}")
+        if self.backbone_type == "eagle":
+            self._image_token, self._open, self._close = "<IMG_CONTEXT>", "<img>", "</img>"
+        else:
+            self._image_token, self._open, self._close = "<|image_pad|>", "<|vision_start|>", "<|vision_end|>"
+        for token in (self._image_token, self._open, self._close):
+            if self.tokenizer.convert_tokens_to_ids(token) in (None, self.tokenizer.unk_token_id):
+                raise ValueError(
+                    f"tokenizer has no token {token!r}, needed by the {self.backbone_type} layout"
+                )
+        tid = self.tokenizer.convert_tokens_to_ids(self._image_token)
+        if self.image_token_id is None:
+            self.image_token_id = tid
+        elif tid != self.image_token_id:
+            raise ValueError(
+                f"tokenizer maps {self._image_token!r} to id {tid} but the model config expects "
+                f"image_token_id={self.image_token_id}; use the tokenizer that matches the model"
+            )
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError("tokenizer has no pad_token; batches are left padded and need one")
+
+    @classmethod
+    def from_config(
+        cls, config: Gr00tN16Config, tokenizer: PreTrainedTokenizerBase, **overrides: Any
+    ) -> VLMInputBuilder:
+        """The builder matching `config.backbone_type` and its vision settings."""
+        if config.backbone_type == "eagle":
+            fields: dict[str, Any] = dict(
+                backbone_type="eagle",
+                patch_size=int(config.vision_config.get("patch_size", 14)),
+                merge_size=int(config.downsample_factor),
+                min_pixels=EAGLE_MIN_PIXELS,
+                max_pixels=EAGLE_MAX_PIXELS,
+                image_token_id=int(config.image_token_id),
+            )
+        else:
+            qcfg = config.qwen3_vl_config or {}
+            vis = qcfg.get("vision_config", {}) or {}
+            fields = dict(
+                backbone_type="qwen3_vl",
+                patch_size=int(vis.get("patch_size", 16)),
+                merge_size=int(vis.get("spatial_merge_size", 2)),
+                temporal_patch_size=int(vis.get("temporal_patch_size", 2)),
+                min_pixels=QWEN3_VL_MIN_PIXELS,
+                max_pixels=QWEN3_VL_MAX_PIXELS,
+                image_token_id=int(qcfg.get("image_token_id", 151655)),
+            )
+        fields.update(overrides)
+        return cls(tokenizer=tokenizer, **fields)
+
+    @property
+    def factor(self) -> int:
+        """Side multiple of a resized image (patch × merge)."""
+        return self.patch_size * self.merge_size
+
+    def num_image_tokens(self, height: int, width: int) -> int:
+        """Placeholder tokens written for an image of this (original) size."""
+        h, w = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
+        return (h // self.factor) * (w // self.factor)
+
+    def _image_text(self, index: int, n_tokens: int) -> str:
+        body = self._open + self._image_token * n_tokens + self._close
+        return f"<image {index}>{body}" if self.backbone_type == "eagle" else body
+
+    def __call__(self, instruction: str, images: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """One sample's inputs: `input_ids`, `attention_mask` (1-D) and the layout's pixel tensors."""
+        if not isinstance(instruction, str):
+            raise TypeError(f"instruction must be a str, got {type(instruction).__name__}")
+        text = normalize_instruction(instruction) if self.formalize_language else instruction
+        pixels: list[torch.Tensor] = []
+        grids: list[tuple[int, int]] = []
+        pieces = [text]
+        for k, image in enumerate(images):
+            image = np.asarray(image)
+            if image.ndim != 3:
+                raise ValueError(f"image {k} has shape {tuple(image.shape)}: expected uint8 [H, W, 3]")
+            size = smart_resize(image.shape[0], image.shape[1], self.factor, self.min_pixels, self.max_pixels)
+            chw = resize_image(image, size).sub_(127.5).div_(127.5)  # fresh tensor: normalise in place
+            gh, gw = size[0] // self.patch_size, size[1] // self.patch_size
+            if self.backbone_type == "eagle":
+                pixels.append(patchify_siglip2(chw, self.patch_size))
+            else:
+                pixels.append(
+                    patchify_qwen3_vl(chw, self.patch_size, self.merge_size, self.temporal_patch_size)
+                )
+            grids.append((gh, gw))
+            pieces.append(self._image_text(k + 1, (gh // self.merge_size) * (gw // self.merge_size)))
+        conversation = [{"role": "user", "content": "".join(pieces)}]
+        rendered = self.tokenizer.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=False
+        )
+        ids = torch.tensor(self.tokenizer(rendered, add_special_tokens=False)["input_ids"], dtype=torch.long)
+        out: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        expected = sum((gh // self.merge_size) * (gw // self.merge_size) for gh, gw in grids)
+        found = int((ids == self.image_token_id).sum())
+        if found != expected:
+            raise ValueError(
+                f"instruction {instruction!r} produced {found} image tokens, expected {expected}; the "
+                f"instruction must not contain the image token {self._image_token!r}"
+            )
+        if self.backbone_type == "eagle":
+            out.update(_pad_siglip2_images(pixels, grids, self.patch_size))
+        else:
+            out["pixel_values"] = (
+                torch.cat(pixels)
+                if pixels
+                else torch.zeros(0, 3 * self.temporal_patch_size * self.patch_size**2)
+            )
+            out["image_grid_thw"] = torch.tensor([[1, gh, gw] for gh, gw in grids], dtype=torch.long).reshape(
+                -1, 3
+            )
+            out["mm_token_type_ids"] = (ids == self.image_token_id).long()
+        return out
+
+    def collate(self, samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Batch samples made by this builder (left padding with the tokenizer's pad id)."""
+        return collate_vlm_inputs(samples, pad_token_id=int(self.tokenizer.pad_token_id))
+
+
+def _pad_siglip2_images(
+    patches: list[torch.Tensor], grids: list[tuple[int, int]], patch: int
+) -> dict[str, torch.Tensor]:
+    dim = 3 * patch * patch
+    p_max = max((p.shape[0] for p in patches), default=0)
+    if patches and all(p.shape[0] == p_max for p in patches):
+        values = torch.stack(patches)
+        mask = torch.ones(len(patches), p_max, dtype=torch.bool)
+    else:
+        values = torch.zeros(len(patches), p_max, dim)
+        mask = torch.zeros(len(patches), p_max, dtype=torch.bool)
+        for i, p in enumerate(patches):
+            values[i, : p.shape[0]] = p
+            mask[i, : p.shape[0]] = True
+    shapes = torch.tensor(grids, dtype=torch.long).reshape(-1, 2)
+    return {"pixel_values": values, "pixel_attention_mask": mask, "spatial_shapes": shapes}
+
+
+def _left_pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:
+    length = max(r.shape[0] for r in rows)
+    out = torch.full((len(rows), length), value, dtype=rows[0].dtype)
+    for i, r in enumerate(rows):
+        if r.shape[0]:
+            out[i, length - r.shape[0] :] = r
+    return out
+
+
+def collate_vlm_inputs(
+    samples: Sequence[dict[str, torch.Tensor]], pad_token_id: int
+) -> dict[str, torch.Tensor]:
+    """Pad per-sample VLM inputs into a batch.
+
+    `input_ids` / `attention_mask` / `mm_token_type_ids` are left padded (pad id, 0, 0). Eagle
+    images are concatenated sample-major and zero-padded to the longest patch count (with
+    `pixel_attention_mask` False on padding); Qwen3-VL patches and grids are concatenated.
+    """
+    if not samples:
+        raise ValueError("collate_vlm_inputs: empty list of samples")
+    keys = set(samples[0])
+    for i, s in enumerate(samples):
+        if set(s) != keys:
+            raise ValueError(f"sample {i} has keys {sorted(s)}, sample 0 has {sorted(keys)}")
+    batch = {
+        "input_ids": _left_pad([s["input_ids"] for s in samples], pad_token_id),
+        "attention_mask": _left_pad([s["attention_mask"] for s in samples], 0),
+    }
+    if "mm_token_type_ids" in keys:
+        batch["mm_token_type_ids"] = _left_pad([s["mm_token_type_ids"] for s in samples], 0)
+    if "spatial_shapes" in keys:
+        n = sum(s["pixel_values"].shape[0] for s in samples)
+        p_max = max(s["pixel_values"].shape[1] for s in samples)
+        dim = samples[0]["pixel_values"].shape[2]
+        values = torch.zeros(n, p_max, dim, dtype=samples[0]["pixel_values"].dtype)
+        mask = torch.zeros(n, p_max, dtype=torch.bool)
+        row = 0
+        for s in samples:
+            k, p = s["pixel_values"].shape[:2]
+            values[row : row + k, :p] = s["pixel_values"]
+            mask[row : row + k, :p] = s["pixel_attention_mask"]
+            row += k
+        batch["pixel_values"] = values
+        batch["pixel_attention_mask"] = mask
+        batch["spatial_shapes"] = torch.cat([s["spatial_shapes"] for s in samples])
+    elif "image_grid_thw" in keys:
+        batch["pixel_values"] = torch.cat([s["pixel_values"] for s in samples])
+        batch["image_grid_thw"] = torch.cat([s["image_grid_thw"] for s in samples])
+    return batch

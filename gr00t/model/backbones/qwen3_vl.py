@@ -1,0 +1,91 @@
+"""A Qwen3-VL backbone (the Cosmos-Reason2-2B family) from transformers' own `Qwen3VLModel`.
+
+State-dict names relative to the backbone: `model.visual.*` and `model.language_model.*`
+(transformers' layout of `Qwen3VLModel`); the language model keeps its first `select_layer`
+decoder layers. Inputs are Qwen3-VL's (`pixel_values`, `image_grid_thw`, `mm_token_type_ids`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from transformers import Qwen3VLConfig, Qwen3VLModel
+
+from gr00t.model.backbones.base import Backbone, BackboneOutput, resolve_attn_implementation
+from gr00t.model.config import Gr00tN16Config
+
+
+def qwen3_vl_sub_config(config: Gr00tN16Config) -> Qwen3VLConfig:
+    """transformers config of the truncated Qwen3-VL model."""
+    if not config.qwen3_vl_config:
+        raise ValueError("backbone_type='qwen3_vl' needs qwen3_vl_config (a Qwen3VLConfig dict); got none")
+    fields = copy.deepcopy(dict(config.qwen3_vl_config))
+    text = dict(fields.get("text_config") or {})
+    full_layers = int(text.get("num_hidden_layers", config.select_layer))
+    if config.select_layer > full_layers:
+        raise ValueError(
+            f"select_layer={config.select_layer} exceeds qwen3_vl_config.text_config.num_hidden_layers={full_layers}"
+        )
+    if int(text.get("hidden_size", -1)) != config.backbone_embedding_dim:
+        raise ValueError(
+            f"backbone_embedding_dim={config.backbone_embedding_dim} must equal "
+            f"qwen3_vl_config.text_config.hidden_size={text.get('hidden_size')}"
+        )
+    text["num_hidden_layers"] = config.select_layer
+    fields["text_config"] = text
+    cfg = Qwen3VLConfig(**fields)
+    cfg._attn_implementation = resolve_attn_implementation(config.backbone_attn_implementation)
+    return cfg
+
+
+class Qwen3VLBackbone(Backbone):
+    """transformers' Qwen3VLModel with a truncated LLM; outputs its last normed hidden states."""
+
+    def __init__(self, config: Gr00tN16Config) -> None:
+        super().__init__()
+        cfg = qwen3_vl_sub_config(config)
+        self.image_token_id = int(cfg.image_token_id)
+        self.model = Qwen3VLModel(cfg)
+
+    def llm_module(self) -> nn.Module:
+        return self.model.language_model
+
+    def llm_layers(self) -> nn.ModuleList:
+        return self.model.language_model.layers
+
+    def visual_modules(self) -> list[nn.Module]:
+        return [self.model.visual]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
+        **_: object,
+    ) -> BackboneOutput:
+        image_mask = input_ids == self.image_token_id
+        if pixel_values is not None and pixel_values.shape[0] == 0:
+            pixel_values, image_grid_thw = None, None
+        if pixel_values is None and bool(image_mask.any()):
+            raise ValueError(
+                f"qwen3_vl backbone: {int(image_mask.sum())} image tokens (id {self.image_token_id}) but no pixel_values"
+            )
+        if pixel_values is not None and (image_grid_thw is None or mm_token_type_ids is None):
+            raise ValueError("qwen3_vl backbone: pixel_values need image_grid_thw and mm_token_type_ids")
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            mm_token_type_ids=mm_token_type_ids,
+            use_cache=False,
+        )
+        return BackboneOutput(
+            backbone_features=out.last_hidden_state,
+            backbone_attention_mask=attention_mask == 1,
+            image_mask=image_mask,
+        )

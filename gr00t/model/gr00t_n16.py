@@ -1,0 +1,321 @@
+"""GR00T N1.6: vision-language backbone + flow-matching action head as one `PreTrainedModel`.
+
+State-dict layout = the released checkpoint's: `backbone.*` (see `gr00t.model.backbones`) and
+`action_head.*` (see `gr00t.model.action_head`). `save_pretrained`/`from_pretrained` use safetensors.
+
+Partial unfreezing (SPEC-N16 §1.5, following the reference):
+- `tune_llm`: the language model; `tune_visual`: the vision model *and* its projector `mlp1`;
+  the top `tune_top_llm_layers` kept LLM layers train regardless.
+- `tune_projector`: the action head's state encoder, action encoder, action decoder, position
+  embedding and mask token (it does not touch the backbone's `mlp1`, which follows `tune_visual`).
+- `tune_diffusion_model`: the DiT (`action_head.model`); `tune_vlln`: `action_head.vlln`.
+Frozen modules stay in eval mode whatever `train()` is called with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as hf_init
+from transformers.utils import ModelOutput
+
+from gr00t.model.action_head import FlowMatchingActionHead, RealTimeChunking
+from gr00t.model.backbones import build_backbone, ignored_checkpoint_keys
+from gr00t.model.config import Gr00tN16Config
+from gr00t.model.embodiment_layers import CategorySpecificLinear
+
+HEAD_INPUT_KEYS = frozenset({"state", "action", "action_mask", "embodiment_id"})
+BACKBONE_INPUT_KEYS = {
+    "eagle": frozenset(
+        {"input_ids", "attention_mask", "pixel_values", "pixel_attention_mask", "spatial_shapes"}
+    ),
+    "qwen3_vl": frozenset(
+        {"input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids"}
+    ),
+}
+# Keys a collator or trainer may put in a batch for bookkeeping; the model accepts and ignores them.
+BOOKKEEPING_KEYS = frozenset(
+    {"episode_index", "step", "dataset_index", "sample_index", "embodiment", "num_items_in_batch"}
+)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+_SAFETENSORS_DTYPES = {
+    "BF16": torch.bfloat16,
+    "F16": torch.float16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+}
+
+
+def stored_dtypes(folder: Path) -> dict[str, torch.dtype]:
+    """Floating dtype of every tensor in a local safetensors checkpoint (single file or sharded)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError) as err:
+            raise ValueError(f"{index}: expected a JSON object with a 'weight_map'") from err
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        return {}
+    dtypes: dict[str, torch.dtype] = {}
+    for name in files:
+        with safe_open(folder / name, framework="pt") as f:
+            for key in f.keys():
+                dtype = _SAFETENSORS_DTYPES.get(f.get_slice(key).get_dtype())
+                if dtype is not None:
+                    dtypes[key] = dtype
+    return dtypes
+
+
+@dataclass
+class Gr00tN16Output(ModelOutput):
+    """Training output: `loss` (what the optimiser minimises) and its flow-matching part `action_loss`."""
+
+    loss: torch.Tensor | None = None
+    action_loss: torch.Tensor | None = None
+
+
+class Gr00tN16Model(PreTrainedModel):
+    """`backbone` + `action_head`. `forward(**batch)` → loss; `get_action(**batch)` → action chunk."""
+
+    config_class = Gr00tN16Config
+    main_input_name = "input_ids"
+    # the trainer must not inject loss kwargs such as num_items_in_batch into forward()
+    accepts_loss_kwargs = False
+    _supports_sdpa = True
+
+    def __init__(self, config: Gr00tN16Config) -> None:
+        super().__init__(config)
+        self.backbone = build_backbone(config)
+        self.action_head = FlowMatchingActionHead(config)
+        # Release checkpoints hold weights this model deliberately does not build (LM head, vision
+        # pooling head, LLM layers above select_layer): accept and drop them on load.
+        self._keys_to_ignore_on_load_unexpected = ignored_checkpoint_keys(config)
+        self.post_init()
+        self.set_trainable()
+
+    # ------------------------------------------------------------------ weights
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Fresh-init distributions (also used for keys missing from a checkpoint)."""
+        if isinstance(module, CategorySpecificLinear):
+            hf_init.normal_(module.W, mean=0.0, std=0.02)
+            hf_init.zeros_(module.b)
+        elif isinstance(module, FlowMatchingActionHead):
+            if module.mask_token is not None:
+                hf_init.normal_(module.mask_token, mean=0.0, std=0.02)
+        elif isinstance(module, nn.Linear):
+            hf_init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1.0 / math.sqrt(module.in_features) if module.in_features > 0 else 0.0
+                hf_init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.Embedding):
+            hf_init.normal_(module.weight, mean=0.0, std=0.02)
+        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+            hf_init.ones_(module.weight)
+            if module.bias is not None:
+                hf_init.zeros_(module.bias)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained` that keeps each tensor's stored dtype, then re-applies the
+        config's unfreezing flags.
+
+        Without an explicit `dtype`, weights load as float32 (lossless) and each tensor is cast back to
+        the dtype it has in the safetensors file, so a bf16 model with fp32 trainable backbone
+        parameters round-trips exactly. Loading replaces parameters (resetting `requires_grad`), so
+        the flags — including overrides passed as kwargs, e.g. `tune_visual=True` — are applied again.
+        """
+        keep_stored = "dtype" not in kwargs and "torch_dtype" not in kwargs
+        if keep_stored:
+            kwargs["dtype"] = torch.float32
+        result = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = result[0] if isinstance(result, tuple) else result
+        if keep_stored:
+            folder = Path(pretrained_model_name_or_path) / kwargs.get("subfolder", "")
+            if folder.is_dir():
+                model._restore_stored_dtypes(stored_dtypes(folder))
+                model.config.dtype = model.dtype
+        model.set_trainable()
+        return result
+
+    def _restore_stored_dtypes(self, dtypes: Mapping[str, torch.dtype]) -> None:
+        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            dtype = dtypes.get(name)
+            if dtype is not None and tensor.dtype != dtype:
+                tensor.data = tensor.data.to(dtype)
+
+    # ------------------------------------------------------------------ unfreezing
+    def set_trainable(
+        self,
+        tune_llm: bool | None = None,
+        tune_visual: bool | None = None,
+        tune_top_llm_layers: int | None = None,
+        tune_projector: bool | None = None,
+        tune_diffusion_model: bool | None = None,
+        tune_vlln: bool | None = None,
+    ) -> None:
+        """Set `requires_grad` per SPEC §1.5 (arguments default to, and are written back to, the config)."""
+        cfg = self.config
+        values = {
+            "tune_llm": tune_llm,
+            "tune_visual": tune_visual,
+            "tune_top_llm_layers": tune_top_llm_layers,
+            "tune_projector": tune_projector,
+            "tune_diffusion_model": tune_diffusion_model,
+            "tune_vlln": tune_vlln,
+        }
+        for name, value in values.items():
+            if value is not None:
+                setattr(cfg, name, value)
+        self.backbone.set_trainable(
+            tune_llm=bool(cfg.tune_llm),
+            tune_visual=bool(cfg.tune_visual),
+            tune_projector=bool(cfg.tune_projector),
+            tune_top_llm_layers=int(cfg.tune_top_llm_layers),
+        )
+        head = self.action_head
+        head.requires_grad_(True)
+        if not cfg.tune_projector:
+            for p in head.projector_parameters():
+                p.requires_grad_(False)
+        if not cfg.tune_diffusion_model:
+            head.model.requires_grad_(False)
+        if not cfg.tune_vlln:
+            head.vlln.requires_grad_(False)
+        self.train(self.training)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Modules kept in eval mode while training."""
+        cfg = self.config
+        head = self.action_head
+        frozen = list(self.backbone.frozen_modules())
+        if not cfg.tune_projector:
+            frozen.extend(head.projector_modules())
+        if not cfg.tune_diffusion_model:
+            frozen.append(head.model)
+        if not cfg.tune_vlln:
+            frozen.append(head.vlln)
+        return frozen
+
+    def train(self, mode: bool = True) -> Gr00tN16Model:
+        super().train(mode)
+        if mode:
+            for module in self.frozen_modules():
+                module.eval()
+        return self
+
+    def num_parameters_by_part(self, trainable_only: bool = False) -> dict[str, int]:
+        """Parameter counts of backbone, head and the head's DiT (works on the meta device)."""
+
+        def count(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+        return {
+            "backbone": count(self.backbone),
+            "action_head": count(self.action_head),
+            "dit": count(self.action_head.model),
+            "total": count(self),
+        }
+
+    def cast_to_model_dtype(self) -> Gr00tN16Model:
+        """Cast to `config.model_dtype`; with `backbone_trainable_params_fp32`, trainable backbone
+        parameters stay float32 (train such a mix under autocast)."""
+        dtype = _DTYPES[self.config.model_dtype]
+        self.to(dtype)
+        if self.config.backbone_trainable_params_fp32:
+            for p in self.backbone.parameters():
+                if p.requires_grad:
+                    p.data = p.data.to(torch.float32)
+        return self
+
+    # ------------------------------------------------------------------ batches
+    def _backbone_keys(self) -> frozenset[str]:
+        return frozenset(getattr(self.backbone, "input_keys", BACKBONE_INPUT_KEYS[self.config.backbone_type]))
+
+    def split_batch(self, batch: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Route batch keys to the backbone and the head; unknown keys raise."""
+        backbone_keys = self._backbone_keys()
+        unknown = sorted(set(batch) - backbone_keys - HEAD_INPUT_KEYS - BOOKKEEPING_KEYS)
+        if unknown:
+            raise ValueError(
+                f"Gr00tN16Model got unknown batch key(s) {unknown}; expected backbone keys "
+                f"{sorted(backbone_keys)}, head keys {sorted(HEAD_INPUT_KEYS)} "
+                f"(or bookkeeping keys {sorted(BOOKKEEPING_KEYS)})"
+            )
+        backbone_inputs = {k: v for k, v in batch.items() if k in backbone_keys}
+        head_inputs = {k: v for k, v in batch.items() if k in HEAD_INPUT_KEYS}
+        for key in ("input_ids", "attention_mask"):
+            if key not in backbone_inputs:
+                raise ValueError(f"Gr00tN16Model: batch is missing backbone key {key!r}")
+        for key in ("state", "embodiment_id"):
+            if key not in head_inputs:
+                raise ValueError(f"Gr00tN16Model: batch is missing head key {key!r}")
+        return backbone_inputs, head_inputs
+
+    def _backbone_output(self, backbone_inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = self.backbone(**backbone_inputs)
+        return {
+            "backbone_features": out["backbone_features"],
+            "backbone_attention_mask": out["backbone_attention_mask"],
+            "image_mask": out["image_mask"],
+        }
+
+    def forward(
+        self, noise: torch.Tensor | None = None, t: torch.Tensor | None = None, **batch: Any
+    ) -> Gr00tN16Output:
+        """Training loss for a collated batch (see docs/ARCHITECTURE.md). `noise`/`t` fix the flow draw."""
+        backbone_inputs, head_inputs = self.split_batch(batch)
+        if "action" not in head_inputs:
+            raise ValueError(
+                "Gr00tN16Model.forward needs 'action' (a training batch); use get_action for inference"
+            )
+        features = self._backbone_output(backbone_inputs)
+        out = self.action_head(
+            **features,
+            state=head_inputs["state"],
+            action=head_inputs["action"],
+            action_mask=head_inputs.get("action_mask"),
+            embodiment_id=head_inputs["embodiment_id"],
+            noise=noise,
+            t=t,
+        )
+        return Gr00tN16Output(loss=out["loss"], action_loss=out["loss"].detach())
+
+    @torch.no_grad()
+    def get_action(
+        self,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        rtc: RealTimeChunking | Mapping[str, Any] | None = None,
+        **batch: Any,
+    ) -> dict[str, torch.Tensor]:
+        """`{"action_pred": float32 [B, action_horizon, max_action_dim]}` in normalised space.
+
+        `action`/`action_mask` in the batch are ignored. Call `.eval()` first for deterministic output.
+        """
+        backbone_inputs, head_inputs = self.split_batch(batch)
+        features = self._backbone_output(backbone_inputs)
+        actions = self.action_head.get_action(
+            **features,
+            state=head_inputs["state"],
+            embodiment_id=head_inputs["embodiment_id"],
+            noise=noise,
+            generator=generator,
+            rtc=rtc,
+        )
+        return {"action_pred": actions}
+
+
+__all__ = ["BOOKKEEPING_KEYS", "Gr00tN16Model", "Gr00tN16Output"]

@@ -1,0 +1,200 @@
+"""VLM input building (SPEC-N16 §1.5): text layout, resize, normalisation, patch layouts, batching."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from gr00t.data.tokenizer import build_tiny_tokenizer
+from gr00t.data.vlm_inputs import (
+    VLMInputBuilder,
+    collate_vlm_inputs,
+    normalize_instruction,
+    patchify_qwen3_vl,
+    patchify_siglip2,
+    resize_image,
+    smart_resize,
+)
+from gr00t.model.presets import load_preset
+
+SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def eagle(tok):
+    return VLMInputBuilder.from_config(load_preset("n16_tiny"), tok)
+
+
+@pytest.fixture(scope="module")
+def qwen(tok):
+    return VLMInputBuilder.from_config(load_preset("qwen3_vl_tiny"), tok, min_pixels=4 * 32 * 32)
+
+
+def _image(seed: int, h: int, w: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_normalize_instruction():
+    assert normalize_instruction("Pick up the RED apple, then stop!") == "pick up the red apple then stop"
+    assert normalize_instruction("it's 2 o'clock: go.") == "its 2 oclock go"
+
+
+@pytest.mark.parametrize(
+    "hw, expected",
+    [
+        ((256, 256), (252, 252)),  # SPEC: 256×256 camera → 252×252 → 81 tokens
+        ((96, 128), (84, 140)),
+        ((224, 224), (224, 224)),
+        ((10, 10), (56, 56)),  # below 4·28² pixels → scaled up
+        ((4000, 4000), (1792, 1792)),  # above 4096·28² pixels → scaled down (64×64 blocks)
+    ],
+)
+def test_smart_resize_eagle(hw, expected):
+    out = smart_resize(*hw, factor=28, min_pixels=4 * 28 * 28, max_pixels=4096 * 28 * 28)
+    assert out == expected
+    assert out[0] % 28 == 0 and out[1] % 28 == 0
+
+
+def test_smart_resize_rejects_extreme_aspect():
+    with pytest.raises(ValueError, match="aspect ratio"):
+        smart_resize(1, 500, factor=28, min_pixels=1, max_pixels=10**9)
+
+
+def test_resize_keeps_constant_image_and_rejects_bad_dtype():
+    img = np.full((96, 128, 3), 77, dtype=np.uint8)
+    out = resize_image(img, (84, 140))
+    assert out.shape == (3, 84, 140) and torch.all(out == 77)
+    with pytest.raises(ValueError, match="uint8"):
+        resize_image(img.astype(np.float32), (84, 140))
+
+
+def test_siglip2_patch_layout_is_row_col_channel():
+    c, h, w, p = 3, 28, 42, 14
+    chw = torch.arange(c * h * w, dtype=torch.float32).reshape(c, h, w)
+    patches = patchify_siglip2(chw, p)
+    assert patches.shape == (2 * 3, p * p * c)
+    for pi, (gr, gc) in enumerate([(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]):
+        for r, q, ch in [(0, 0, 0), (0, 0, 2), (0, 1, 0), (3, 5, 1), (13, 13, 2)]:
+            assert patches[pi, (r * p + q) * c + ch] == chw[ch, gr * p + r, gc * p + q]
+
+
+def test_qwen3_vl_patch_layout():
+    c, p, m, t = 3, 4, 2, 2
+    h, w = 2 * m * p, 1 * m * p  # patch grid 4 x 2 → merge blocks 2 x 1
+    chw = torch.randn(c, h, w)
+    out = patchify_qwen3_vl(chw, p, m, t)
+    assert out.shape == ((h // p) * (w // p), c * t * p * p)
+    i = 0
+    for bh in range(h // p // m):
+        for bw in range(w // p // m):
+            for mh in range(m):
+                for mw in range(m):
+                    gr, gc = bh * m + mh, bw * m + mw
+                    patch = chw[:, gr * p : (gr + 1) * p, gc * p : (gc + 1) * p]  # [C, p, p]
+                    expected = patch[:, None].expand(c, t, p, p).reshape(-1)
+                    assert torch.equal(out[i], expected)
+                    i += 1
+
+
+def test_eagle_sample_text_and_pixels(eagle, tok):
+    imgs = [_image(0, 56, 84), _image(1, 56, 84)]  # already multiples of 28 → no resampling
+    s = eagle("Pick up the Apple!", imgs)
+    block = "<img>" + "<IMG_CONTEXT>" * 6 + "</img>"  # (56/28)·(84/28) = 6
+    expected = (
+        SYSTEM + "<|im_start|>user\npick up the apple" + f"<image 1>{block}<image 2>{block}" + "<|im_end|>\n"
+    )
+    assert tok.decode(s["input_ids"]) == expected
+    assert torch.equal(s["attention_mask"], torch.ones_like(s["input_ids"]))
+    assert s["spatial_shapes"].tolist() == [[4, 6], [4, 6]]
+    assert s["pixel_values"].shape == (2, 24, 14 * 14 * 3)
+    assert s["pixel_attention_mask"].all()
+    # pixel (row 14, col 28) of image 2 is patch (1, 2) → index 8, its first element (channels fastest)
+    u8 = imgs[1][14, 28].astype(np.float32)
+    torch.testing.assert_close(s["pixel_values"][1, 8, :3], torch.from_numpy((u8 - 127.5) / 127.5))
+    assert s["pixel_values"].min() >= -1 and s["pixel_values"].max() <= 1
+
+
+def test_eagle_token_count_matches_patch_grid(eagle):
+    s = eagle("x", [_image(2, 256, 256), _image(3, 96, 128)])
+    n = int((s["input_ids"] == 1000).sum())
+    grid = s["spatial_shapes"]
+    assert n == int(((grid[:, 0] // 2) * (grid[:, 1] // 2)).sum()) == 81 + 15
+    assert eagle.num_image_tokens(256, 256) == 81
+
+
+def test_qwen3_vl_sample(qwen, tok):
+    imgs = [_image(4, 64, 96)]
+    s = qwen("Open the door.", imgs)
+    assert s["image_grid_thw"].tolist() == [[1, 4, 6]]
+    n = (4 // 2) * (6 // 2)
+    expected = (
+        SYSTEM
+        + "<|im_start|>user\nopen the door"
+        + "<|vision_start|>"
+        + "<|image_pad|>" * n
+        + "<|vision_end|>"
+        + "<|im_end|>\n"
+    )
+    assert tok.decode(s["input_ids"]) == expected
+    assert torch.equal(s["mm_token_type_ids"], (s["input_ids"] == 1008).long())
+    assert s["pixel_values"].shape == (24, 3 * 2 * 16 * 16)
+    # first patch, channel 0, both temporal copies, first row = normalised pixels (0, 0..15)
+    row = torch.from_numpy((imgs[0][0, :16, 0].astype(np.float32) - 127.5) / 127.5)
+    torch.testing.assert_close(s["pixel_values"][0, :16], row)
+    torch.testing.assert_close(s["pixel_values"][0, 256 : 256 + 16], row)
+
+
+def test_collate_left_pads_and_concatenates_images(eagle, tok):
+    a = eagle("go", [_image(5, 56, 56)])
+    b = eagle("pick up the green block", [_image(6, 56, 84), _image(7, 84, 56)])
+    batch = collate_vlm_inputs([a, b], pad_token_id=tok.pad_token_id)
+    la, lb = a["input_ids"].shape[0], b["input_ids"].shape[0]
+    assert batch["input_ids"].shape == (2, lb) and lb > la
+    assert torch.equal(batch["input_ids"][0, lb - la :], a["input_ids"])
+    assert (batch["input_ids"][0, : lb - la] == tok.pad_token_id).all()
+    assert batch["attention_mask"][0].tolist() == [0] * (lb - la) + [1] * la
+    assert batch["pixel_values"].shape == (3, 24, 588)
+    assert batch["pixel_attention_mask"].sum(1).tolist() == [16, 24, 24]
+    assert torch.equal(batch["pixel_values"][0, :16], a["pixel_values"][0])
+    assert (batch["pixel_values"][0, 16:] == 0).all()
+    assert batch["spatial_shapes"].tolist() == [[4, 4], [4, 6], [6, 4]]
+    with pytest.raises(ValueError, match="keys"):
+        collate_vlm_inputs([a, {"input_ids": a["input_ids"]}], pad_token_id=0)
+
+
+def test_qwen3_vl_collate(qwen, tok):
+    a = qwen("go", [_image(8, 64, 64)])
+    b = qwen("go left now", [_image(9, 64, 64), _image(10, 64, 96)])
+    batch = qwen.collate([a, b])
+    assert batch["pixel_values"].shape[0] == a["pixel_values"].shape[0] + b["pixel_values"].shape[0]
+    assert batch["image_grid_thw"].tolist() == [[1, 4, 4], [1, 4, 4], [1, 4, 6]]
+    assert batch["mm_token_type_ids"].shape == batch["input_ids"].shape
+    assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == 1008)
+
+
+def test_builder_is_picklable_and_rejects_bad_input(eagle):
+    clone = pickle.loads(pickle.dumps(eagle))
+    img = _image(11, 56, 56)
+    a, b = eagle("wipe", [img]), clone("wipe", [img])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="uint8"):
+        eagle("wipe", [img.astype(np.float32)])
+    with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
+        eagle("wipe", [img[..., 0]])
+    with pytest.raises(ValueError, match="image tokens"):
+        VLMInputBuilder(eagle.tokenizer, formalize_language=False)("a <IMG_CONTEXT> b", [img])
+
+
+def test_builder_checks_tokenizer_against_config(tok):
+    with pytest.raises(ValueError, match="image_token_id"):
+        VLMInputBuilder.from_config(load_preset("n16"), tok)
+    with pytest.raises(ValueError, match="backbone_type"):
+        VLMInputBuilder(tok, backbone_type="llava")
