@@ -218,7 +218,8 @@ class FlowMatchingActionHead(nn.Module):
             action_features = action_features + self.position_embedding(positions).unsqueeze(0)
         tokens = torch.cat([ctx.state_features, action_features], dim=1)
         out = self.model(tokens, timestep, cross_cache=ctx.cross_cache)
-        return self.action_decoder(out[:, -horizon:], ctx.embodiment_id)
+        # Decode every token, then keep the action ones (as the reference; state outputs are unused).
+        return self.action_decoder(out, ctx.embodiment_id)[:, -horizon:]
 
     def sample_time(self, batch_size: int, device: torch.device | str) -> torch.Tensor:
         """Training flow time `t = (1 − s)·noise_s`, `s ~ Beta(α, β)`; float32 `[B]`."""

@@ -196,7 +196,9 @@ class Gr00tN16Config(PretrainedConfig):
                 f"tune_top_llm_layers={self.tune_top_llm_layers}: expected 0..select_layer ({self.select_layer})"
             )
         if not 0.0 <= self.state_dropout_prob <= 1.0:
-            raise ValueError(f"state_dropout_prob={self.state_dropout_prob}: expected a probability in [0, 1]")
+            raise ValueError(
+                f"state_dropout_prob={self.state_dropout_prob}: expected a probability in [0, 1]"
+            )
         if self.num_inference_timesteps < 1:
             raise ValueError(f"num_inference_timesteps={self.num_inference_timesteps}: expected >= 1")
         if self.model_dtype not in ("bfloat16", "float16", "float32"):

@@ -35,10 +35,11 @@ def timestep_sinusoid(timesteps: torch.Tensor, channels: int = 256, freq_shift: 
     if channels % 2:
         raise ValueError(f"timestep sinusoid channels must be even, got {channels}")
     half = channels // 2
-    exponent = torch.arange(half, dtype=torch.float32, device=timesteps.device) * (
-        -math.log(10000.0) / (half - freq_shift)
-    )
-    angles = timesteps.to(torch.float32).unsqueeze(-1) * torch.exp(exponent)
+    # Rounding order matters at τ≈1000 (a folded constant drifts by ~6e-5): scale the float32
+    # indices by −ln(10000) first, then divide by (half − shift), as the reference does.
+    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+    exponent = exponent / (half - freq_shift)
+    angles = timesteps.to(torch.float32)[:, None] * torch.exp(exponent)[None, :]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
 
 
@@ -87,8 +88,11 @@ class AdaLayerNorm(nn.Module):
 def _safe_key_mask(key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """SDPA mask `[B, 1, 1, S]` and `has_key [B]`.
 
-    Rows without any valid key are opened up fully (so SDPA stays finite); the caller zeroes their
-    output with `has_key`, so such a sample attends to nothing.
+    Rows without any valid key are opened up fully (so no SDPA backend can produce NaN); the caller
+    zeroes their whole attention update with `has_key`, so such a sample attends to nothing and its
+    residual stream passes the block's attention unchanged (SPEC §1.3: "attend to nothing -> zero
+    update"). The reference has no guard here; depending on the kernel it yields NaN or the `to_out`
+    bias for such a sample.
     """
     has_key = key_mask.any(dim=-1)
     safe = key_mask | ~has_key[:, None]
@@ -127,7 +131,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """Attend from `x [B, T, dim]` to `context` (self-attention if None) or precomputed `kv`.
 
-        `key_mask bool [B, S]` (True = may be attended). A sample with no True key gets a zero output.
+        `key_mask bool [B, S]` (True = may be attended). A sample with no True key gets a zero
+        update (its output is exactly 0).
         """
         if kv is None:
             kv = self.project_kv(x if context is None else context)

@@ -7,8 +7,6 @@ layouts. Parameter names (`W`, `b`, `layer1`, `W1`, ...) match the released chec
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,9 +75,17 @@ def action_timestep_sinusoid(timesteps: torch.Tensor, width: int) -> torch.Tenso
     if width % 2:
         raise ValueError(f"sinusoid width must be even, got {width}")
     half = width // 2
-    exponent = torch.arange(half, dtype=torch.float32, device=timesteps.device) * (-math.log(10000.0) / half)
+    # Same float32 rounding order as the reference: ln(10000) as a float32 tensor, divided by half,
+    # times the negated indices.
+    step = torch.log(torch.tensor(10000.0, dtype=torch.float32, device=timesteps.device)) / half
+    exponent = -torch.arange(half, dtype=torch.float32, device=timesteps.device) * step
     angles = timesteps.to(torch.float32).unsqueeze(-1) * torch.exp(exponent)
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    """`x·sigmoid(x)`, written out (F.silu rounds differently by up to ~1e-6)."""
+    return x * torch.sigmoid(x)
 
 
 class MultiEmbodimentActionEncoder(nn.Module):
@@ -105,5 +111,5 @@ class MultiEmbodimentActionEncoder(nn.Module):
         a = self.W1(actions, category_ids)
         tau = timesteps.unsqueeze(1).expand(batch, horizon)
         e = action_timestep_sinusoid(tau, self.hidden_size).to(a.dtype)
-        h = F.silu(self.W2(torch.cat([a, e], dim=-1), category_ids))
+        h = swish(self.W2(torch.cat([a, e], dim=-1), category_ids))
         return self.W3(h, category_ids)

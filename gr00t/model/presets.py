@@ -31,7 +31,9 @@ def _load_yaml_with_defaults(path: Path, seen: tuple[str, ...] = ()) -> DictConf
     for entry in defaults:
         if entry == "_self_":
             continue
-        merged = OmegaConf.merge(merged, _load_yaml_with_defaults(path.parent / f"{entry}.yaml", seen + (path.stem,)))
+        merged = OmegaConf.merge(
+            merged, _load_yaml_with_defaults(path.parent / f"{entry}.yaml", seen + (path.stem,))
+        )
     return OmegaConf.merge(merged, raw)
 
 

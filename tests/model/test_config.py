@@ -25,7 +25,10 @@ def test_defaults_match_reference_code_defaults():
 def test_presets_exist_and_resolve():
     assert {"n16", "n16_release", "n16_tiny"} <= set(available_presets())
     n16 = load_preset("n16")
-    assert n16.to_dict() == {**Gr00tN16Config().to_dict(), "transformers_version": n16.to_dict()["transformers_version"]}
+    assert n16.to_dict() == {
+        **Gr00tN16Config().to_dict(),
+        "transformers_version": n16.to_dict()["transformers_version"],
+    }
     rel = load_preset("n16_release")
     assert (rel.action_horizon, rel.max_state_dim, rel.max_action_dim) == (50, 128, 128)
     assert rel.apply_sincos_state_encoding and rel.use_relative_action
@@ -33,8 +36,15 @@ def test_presets_exist_and_resolve():
     assert tiny.dit_inner_dim == tiny.input_embedding_dim
     assert tiny.text_config["hidden_size"] == tiny.backbone_embedding_dim
     # Same structure as n16: the switches that shape the network are inherited unchanged.
-    for key in ("use_alternate_vl_dit", "attend_text_every_n_blocks", "use_vlln", "add_pos_embed",
-                "num_inference_timesteps", "num_timestep_buckets", "backbone_type"):
+    for key in (
+        "use_alternate_vl_dit",
+        "attend_text_every_n_blocks",
+        "use_vlln",
+        "add_pos_embed",
+        "num_inference_timesteps",
+        "num_timestep_buckets",
+        "backbone_type",
+    ):
         assert getattr(tiny, key) == getattr(n16, key), key
 
 

@@ -98,3 +98,23 @@ def test_action_encoder_matches_formula():
         torch.testing.assert_close(out[i], h @ enc.W3.W[e] + enc.W3.b[e], rtol=1e-4, atol=1e-4)
     assert set(dict(enc.named_parameters())) == {"W1.W", "W1.b", "W2.W", "W2.b", "W3.W", "W3.b"}
     assert enc.W2.W.shape == (2, 2 * w, w)
+
+
+def test_action_sinusoid_and_swish_round_like_the_reference():
+    # Reference float32 order: step = ln(10000 as float32) / half; freqs = exp(-i · step).
+    tau = torch.arange(1000)
+    for width in (8, 64, 1536):
+        half = width // 2
+        step = torch.log(torch.tensor(10000.0)) / half
+        ang = tau.float()[:, None] * torch.exp(-torch.arange(half, dtype=torch.float32) * step)
+        assert torch.equal(action_timestep_sinusoid(tau, width), torch.cat([ang.sin(), ang.cos()], -1))
+    # swish is x·sigmoid(x) bit for bit (F.silu differs by ~1e-6 for large |x|)
+    torch.manual_seed(0)
+    enc = MultiEmbodimentActionEncoder(action_dim=3, hidden_size=8, num_embodiments=2)
+    with torch.no_grad():
+        enc.W2.W.mul_(300.0)  # push W2's output far into the tails
+    x, t, ids = torch.randn(2, 5, 3), torch.tensor([10, 990]), torch.tensor([0, 1])
+    a = enc.W1(x, ids)
+    e = action_timestep_sinusoid(t[:, None].expand(2, 5), 8)
+    h = enc.W2(torch.cat([a, e], -1), ids)
+    assert torch.equal(enc(x, t, ids), enc.W3(h * torch.sigmoid(h), ids))
