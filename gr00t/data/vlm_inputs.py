@@ -5,18 +5,21 @@ time-major: t0 view0, t0 view1, t1 view0, ...) into token ids and pixel tensors 
 of the configured backbone; `VLMInputBuilder.collate` (or `collate_vlm_inputs`) pads a list of
 such samples into a batch. Two layouts:
 
-* ``eagle`` — each image is smart-resized to multiples of 28 (patch 14 × pixel-unshuffle 2),
+* ``eagle`` — each image is resized with Eagle's own smart-resize rule to multiples of 28
+  (patch 14 × pixel-unshuffle 2) by a PIL bicubic resize (what the reference processor does),
   normalised ``(u8 − 127.5) / 127.5`` and cut into 14×14 patches flattened (row, col, channel;
   channel fastest) for transformers' Siglip2 NaFlex vision model; the text holds
-  ``<image k><img>`` + n × ``<IMG_CONTEXT>`` + ``</img>`` per image, n = (H/28)·(W/28).
-* ``qwen3_vl`` — Qwen3-VL's own format: factor 32 (patch 16 × merge 2), each patch flattened
-  (channel, temporal copy, row, col), patches grouped by 2×2 merge block, ``image_grid_thw``
-  rows ``[1, H/16, W/16]`` and ``<|vision_start|>`` + n × ``<|image_pad|>`` + ``<|vision_end|>``
-  with n = (H/32)·(W/32), plus ``mm_token_type_ids`` (1 on image tokens).
+  ``<image k><img>`` + n × ``<IMG_CONTEXT>`` + ``</img>`` per image (k from 1), n = (H/28)·(W/28).
+  The prompt is Eagle's chat template written out here (system turn "You are a helpful
+  assistant.", then the user turn), independent of the tokenizer's own chat template.
+* ``qwen3_vl`` — Qwen3-VL's own format: Qwen2-VL smart resize to factor 32 (patch 16 × merge 2),
+  antialiased bicubic resize, each patch flattened (channel, temporal copy, row, col), patches
+  grouped by 2×2 merge block, ``image_grid_thw`` rows ``[1, H/16, W/16]`` and
+  ``<|vision_start|>`` + n × ``<|image_pad|>`` + ``<|vision_end|>`` with n = (H/32)·(W/32), plus
+  ``mm_token_type_ids`` (1 on image tokens); the tokenizer's chat template renders the turn.
 
-In both, the instruction is lower-cased with punctuation removed, written as one user turn
-(after the template's default system turn) with the text first and the images after it, and
-the tokenizer's chat template is applied without a generation prompt. Pure numpy/torch.
+In both, the instruction is lower-cased with punctuation removed, written as one user turn with
+the text first and the images after it, without a generation prompt.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
 from gr00t.model.config import Gr00tN16Config
@@ -37,9 +41,12 @@ from gr00t.model.config import Gr00tN16Config
 BACKBONE_LAYOUTS = ("eagle", "qwen3_vl")
 MAX_ASPECT_RATIO = 200
 
-# Eagle (SPEC §1.5): factor 28, between 4·28² and 4096·28² pixels.
+# Eagle (SPEC §1.5): factor 28, between 4·28² and 4096·28² pixels, each side at most 500·14.
 EAGLE_MIN_PIXELS = 4 * 28 * 28
 EAGLE_MAX_PIXELS = 4096 * 28 * 28
+EAGLE_MAX_SIDE = 500 * 14
+# Eagle's chat template for one user turn (the reference processor's, not the tokenizer's).
+EAGLE_SYSTEM_TURN = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
 # Qwen3-VL's released image processor: size {shortest_edge: 65536, longest_edge: 16777216}.
 QWEN3_VL_MIN_PIXELS = 65536
 QWEN3_VL_MAX_PIXELS = 16777216
@@ -50,18 +57,22 @@ def normalize_instruction(text: str) -> str:
     return re.sub(r"[^\w\s]", "", text.lower())
 
 
-def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Target (height, width): both multiples of `factor`, area in [min_pixels, max_pixels], aspect kept.
-
-    Qwen2-VL's rule: round each side to the nearest multiple; if the area is too large scale both
-    sides down by sqrt(area/max) and floor, if too small scale up by sqrt(min/area) and ceil.
-    """
+def _check_size(height: int, width: int) -> None:
     if height <= 0 or width <= 0:
         raise ValueError(f"image size {height}x{width}: both sides must be positive")
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise ValueError(f"image size {height}x{width}: aspect ratio must be below {MAX_ASPECT_RATIO}")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Qwen2-VL's rule (used by Qwen3-VL): sides multiple of `factor`, area in [min, max], aspect kept.
+
+    Round each side to the nearest multiple; if the area is too large scale the original sides
+    down by sqrt(area/max) and floor, if too small scale them up by sqrt(min/area) and ceil.
+    """
+    _check_size(height, width)
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
         beta = math.sqrt(height * width / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
@@ -73,20 +84,56 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h_bar, w_bar
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 `[H, W, 3]` → float `[3, h, w]` in 0..255, antialiased bilinear with a uint8 result.
+def eagle_smart_resize(
+    height: int,
+    width: int,
+    factor: int = 28,
+    min_pixels: int = EAGLE_MIN_PIXELS,
+    max_pixels: int = EAGLE_MAX_PIXELS,
+) -> tuple[int, int]:
+    """Eagle's variant of smart resize (its processor's rule, which differs from Qwen's).
 
-    Resampling runs on the uint8 image in channels-last layout (torch's fast path; ~50× faster
-    than on float) and yields uint8 values like a PIL resize would.
+    Each side is rounded to the nearest multiple of `factor` and kept in [factor, 7000]; if the
+    area is then too large, the *rounded* sides are scaled down by sqrt(area/max) and floored;
+    if too small, the original sides are scaled up by sqrt(min/area) and ceiled.
+    """
+    _check_size(height, width)
+    h_bar = min(max(factor, round(height / factor) * factor), EAGLE_MAX_SIDE)
+    w_bar = min(max(factor, round(width / factor) * factor), EAGLE_MAX_SIDE)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(h_bar * w_bar / max_pixels)
+        h_bar = math.floor(h_bar / beta / factor) * factor
+        w_bar = math.floor(w_bar / beta / factor) * factor
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int], backend: str = "pil") -> torch.Tensor:
+    """uint8 `[H, W, 3]` → float `[3, h, w]` holding uint8 values (0..255), bicubic.
+
+    backend "pil": PIL's `Image.resize` with BICUBIC (Eagle's processor resizes PIL images
+    this way). backend "torch": torch's antialiased bicubic on the uint8 image (what
+    torchvision-based image processors such as Qwen3-VL's do). Same size: no resampling.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(
             f"image of shape {tuple(image.shape)} and dtype {image.dtype}: expected uint8 [H, W, 3]"
         )
+    if backend not in ("pil", "torch"):
+        raise ValueError(f"resize backend {backend!r}: expected 'pil' or 'torch'")
+    if tuple(image.shape[:2]) == tuple(size):
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    if backend == "pil":
+        resized = Image.fromarray(np.ascontiguousarray(image)).resize(
+            (size[1], size[0]), resample=Image.Resampling.BICUBIC
+        )
+        return torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float()
     chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # channels-last view
-    if tuple(chw.shape[1:]) != tuple(size):
-        chw = F.interpolate(chw[None], size=size, mode="bilinear", align_corners=False, antialias=True)[0]
-    return chw.float()
+    out = F.interpolate(chw[None], size=size, mode="bicubic", align_corners=False, antialias=True)[0]
+    return out.float()
 
 
 def normalize_pixels(chw: torch.Tensor) -> torch.Tensor:
@@ -191,10 +238,27 @@ class VLMInputBuilder:
         """Side multiple of a resized image (patch × merge)."""
         return self.patch_size * self.merge_size
 
+    def target_size(self, height: int, width: int) -> tuple[int, int]:
+        """Size an image of this (original) size is resized to, by the layout's own rule."""
+        rule = eagle_smart_resize if self.backbone_type == "eagle" else smart_resize
+        return rule(height, width, self.factor, self.min_pixels, self.max_pixels)
+
     def num_image_tokens(self, height: int, width: int) -> int:
         """Placeholder tokens written for an image of this (original) size."""
-        h, w = smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
+        h, w = self.target_size(height, width)
         return (h // self.factor) * (w // self.factor)
+
+    def render_prompt(self, content: str) -> str:
+        """The full prompt text of one user turn holding `content` (no generation prompt).
+
+        Eagle: the reference processor's chat template, written out (a default system turn,
+        then the user turn); it does not depend on the tokenizer's chat template. Qwen3-VL: the
+        tokenizer's chat template.
+        """
+        if self.backbone_type == "eagle":
+            return f"{EAGLE_SYSTEM_TURN}<|im_start|>user\n{content}<|im_end|>\n"
+        conversation = [{"role": "user", "content": content}]
+        return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=False)
 
     def _image_text(self, index: int, n_tokens: int) -> str:
         body = self._open + self._image_token * n_tokens + self._close
@@ -212,8 +276,9 @@ class VLMInputBuilder:
             image = np.asarray(image)
             if image.ndim != 3:
                 raise ValueError(f"image {k} has shape {tuple(image.shape)}: expected uint8 [H, W, 3]")
-            size = smart_resize(image.shape[0], image.shape[1], self.factor, self.min_pixels, self.max_pixels)
-            chw = resize_image(image, size).sub_(127.5).div_(127.5)  # fresh tensor: normalise in place
+            size = self.target_size(image.shape[0], image.shape[1])
+            backend = "pil" if self.backbone_type == "eagle" else "torch"
+            chw = resize_image(image, size, backend).sub_(127.5).div_(127.5)  # fresh tensor
             gh, gw = size[0] // self.patch_size, size[1] // self.patch_size
             if self.backbone_type == "eagle":
                 pixels.append(patchify_siglip2(chw, self.patch_size))
@@ -223,10 +288,7 @@ class VLMInputBuilder:
                 )
             grids.append((gh, gw))
             pieces.append(self._image_text(k + 1, (gh // self.merge_size) * (gw // self.merge_size)))
-        conversation = [{"role": "user", "content": "".join(pieces)}]
-        rendered = self.tokenizer.apply_chat_template(
-            conversation, tokenize=False, add_generation_prompt=False
-        )
+        rendered = self.render_prompt("".join(pieces))
         ids = torch.tensor(self.tokenizer(rendered, add_special_tokens=False)["input_ids"], dtype=torch.long)
         out: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         expected = sum((gh // self.merge_size) * (gw // self.merge_size) for gh, gw in grids)

@@ -7,11 +7,14 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from gr00t.data.tokenizer import build_tiny_tokenizer
 from gr00t.data.vlm_inputs import (
     VLMInputBuilder,
     collate_vlm_inputs,
+    eagle_smart_resize,
     normalize_instruction,
     patchify_qwen3_vl,
     patchify_siglip2,
@@ -55,25 +58,65 @@ def test_normalize_instruction():
         ((224, 224), (224, 224)),
         ((10, 10), (56, 56)),  # below 4·28² pixels → scaled up
         ((4000, 4000), (1792, 1792)),  # above 4096·28² pixels → scaled down (64×64 blocks)
+        # Eagle scales the *rounded* sides: 1512×2660 (area > max) / sqrt(1512·2660 / 3211264)
+        # → 1351.1×2376.9 → floor to 28s → 1344×2352 (Qwen's rule, scaling 1500×2666, gives 2380).
+        ((1500, 2666), (1344, 2352)),
+        ((200, 9000), (196, 7000)),  # each side capped at 500·14 = 7000 before the area check
     ],
 )
 def test_smart_resize_eagle(hw, expected):
-    out = smart_resize(*hw, factor=28, min_pixels=4 * 28 * 28, max_pixels=4096 * 28 * 28)
+    out = eagle_smart_resize(*hw, factor=28, min_pixels=4 * 28 * 28, max_pixels=4096 * 28 * 28)
     assert out == expected
-    assert out[0] % 28 == 0 and out[1] % 28 == 0
+
+
+def test_smart_resize_qwen_rule():
+    # Qwen2-VL / Qwen3-VL: scale the original sides: 1500×2666 / sqrt(1500·2666 / 3211264)
+    # = 1344.1×2388.9 → 1344×2380.
+    assert smart_resize(1500, 2666, 28, 4 * 28 * 28, 4096 * 28 * 28) == (1344, 2380)
+    # Tiny side: rounds to 0, area below min → scaled up from the original size.
+    assert smart_resize(10, 40, 32, 65536, 16777216) == (128, 512)
 
 
 def test_smart_resize_rejects_extreme_aspect():
     with pytest.raises(ValueError, match="aspect ratio"):
         smart_resize(1, 500, factor=28, min_pixels=1, max_pixels=10**9)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        eagle_smart_resize(1, 500)
 
 
 def test_resize_keeps_constant_image_and_rejects_bad_dtype():
     img = np.full((96, 128, 3), 77, dtype=np.uint8)
-    out = resize_image(img, (84, 140))
-    assert out.shape == (3, 84, 140) and torch.all(out == 77)
+    for backend in ("pil", "torch"):
+        out = resize_image(img, (84, 140), backend)
+        assert out.shape == (3, 84, 140) and torch.all(out == 77)
     with pytest.raises(ValueError, match="uint8"):
         resize_image(img.astype(np.float32), (84, 140))
+    with pytest.raises(ValueError, match="backend"):
+        resize_image(img, (84, 140), "cv2")
+
+
+def _pil_bicubic(img: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
+    out = Image.fromarray(img).resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1).float()
+
+
+def test_eagle_pixels_are_pil_bicubic_resized(eagle):
+    # The reference Eagle processor resizes PIL images with Image.resize's default (BICUBIC).
+    img = _image(12, 96, 128)  # → 84×140: a down- and up-scale at once
+    s = eagle("x", [img])
+    expected = _pil_bicubic(img, (84, 140))
+    expected = expected.reshape(3, 6, 14, 10, 14).permute(1, 3, 2, 4, 0).reshape(60, -1)
+    torch.testing.assert_close(s["pixel_values"][0], (expected - 127.5) / 127.5, rtol=0, atol=1e-6)
+    bilinear = F.interpolate(
+        torch.from_numpy(img).permute(2, 0, 1)[None].float(), (84, 140), mode="bilinear", antialias=True
+    )[0]
+    assert (bilinear.round() - _pil_bicubic(img, (84, 140))).abs().max() > 10
+
+
+def test_torch_backend_is_antialiased_bicubic():
+    img = _image(13, 96, 128)
+    out = resize_image(img, (56, 84), "torch")  # pure downscale: torch's uint8 kernel tracks PIL's
+    assert (out - _pil_bicubic(img, (56, 84))).abs().max() <= 1
 
 
 def test_siglip2_patch_layout_is_row_col_channel():
@@ -120,6 +163,20 @@ def test_eagle_sample_text_and_pixels(eagle, tok):
     u8 = imgs[1][14, 28].astype(np.float32)
     torch.testing.assert_close(s["pixel_values"][1, 8, :3], torch.from_numpy((u8 - 127.5) / 127.5))
     assert s["pixel_values"].min() >= -1 and s["pixel_values"].max() <= 1
+
+
+def test_eagle_prompt_ignores_tokenizer_chat_template(eagle, tok):
+    # The reference renders Eagle prompts with its processor's template, so a tokenizer whose own
+    # template differs (e.g. Qwen3's, which adds no system turn) must not change the ids.
+    other = build_tiny_tokenizer()
+    other.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    )
+    img = _image(14, 56, 56)
+    a = eagle("Pick it", [img])
+    b = VLMInputBuilder.from_config(load_preset("n16_tiny"), other)("Pick it", [img])
+    assert torch.equal(a["input_ids"], b["input_ids"])
+    assert tok.decode(a["input_ids"]).startswith(SYSTEM + "<|im_start|>user\npick it<image 1><img>")
 
 
 def test_eagle_token_count_matches_patch_grid(eagle):
