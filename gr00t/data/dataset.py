@@ -1,0 +1,449 @@
+"""`Gr00tDataset`: one LeRobot dataset + one embodiment → raw samples (SPEC §2.5, ARCHITECTURE.md).
+
+A sample is one step ``t`` of one episode with its windows: video and state at ``t + delta``
+(embodiment ``delta_indices``; indices outside the episode are clamped to its first/last frame),
+actions at ``t + action delta`` (``t … t+H−1``). Valid steps are those whose action window lies in
+the episode: ``0 … len − H`` for the usual ``range(H)``. Samples are numbered episode by episode.
+
+Memory: only the frames a sample needs are decoded (`gr00t.data.video.decode_frames`, decoders
+cached per worker process); numeric columns are read per episode (a few KB–MB) and kept in a small
+per-process LRU cache. Nothing scales with the length of an episode's video.
+
+`MixtureDataset` concatenates datasets (global index = offset + local index, as the
+`MixtureSampler` expects) and optionally applies a processor in the worker.
+
+Segment mode (`SegmentStream`) trades random access for sequential decoding: it cuts episodes into
+contiguous segments, decodes each segment with one seek, uses every decoded frame, and mixes
+``segments_per_group`` segments (from many episodes) by a keyed permutation so that batches stay
+diverse. See its docstring for its ordering and resume rules.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
+from gr00t.data.sampler import MixtureSampler, hash64, permute
+from gr00t.data.video import decode_frames, decode_segment
+
+EPISODE_CACHE_SIZE = 8
+
+
+@dataclass
+class _Episode:
+    """Numeric columns of one episode, sliced into the embodiment's groups."""
+
+    index: int
+    length: int
+    timestamps: np.ndarray  # float64 [L], the frames' timestamps within the episode
+    state: dict[str, np.ndarray]  # key -> float32 [L, D]
+    action: dict[str, np.ndarray]  # key -> float32 [L, D]
+    language: list[str]  # one instruction per frame (usually constant)
+
+
+class Gr00tDataset(Dataset):
+    """Map-style dataset of raw samples of one dataset directory for one embodiment.
+
+    Args:
+        root: dataset directory (LeRobot v2.x / v3.0 with ``meta/modality.json``).
+        embodiment: name, tag, path or `EmbodimentConfig`.
+        video_backend: ``"auto"`` (torchcodec, else PyAV), ``"torchcodec"`` or ``"pyav"``.
+        episodes: optional subset of episode indices.
+        load_video: ``False`` skips decoding (state/action-only uses such as open-loop plots).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        embodiment: str | EmbodimentConfig,
+        video_backend: str = "auto",
+        episodes: Sequence[int] | None = None,
+        load_video: bool = True,
+    ) -> None:
+        from gr00t.data.lerobot import open_lerobot_dataset
+        from gr00t.data.modality import load_modality
+
+        self.root = Path(root)
+        self.embodiment = load_embodiment(embodiment)
+        self.video_backend = video_backend
+        self.load_video = load_video
+        self.reader = open_lerobot_dataset(self.root)
+        self.modality = load_modality(self.root)
+        self.fps = float(self.reader.fps)
+        self._check_keys()
+        all_eps = list(self.reader.episode_indices)
+        if episodes is not None:
+            missing = sorted(set(episodes) - set(all_eps))
+            if missing:
+                raise ValueError(f"{self.root}: episodes {missing} do not exist (dataset has {len(all_eps)})")
+            all_eps = [e for e in all_eps if e in set(episodes)]
+        emb = self.embodiment
+        self._act_lo = min(emb.action.delta_indices)
+        self._act_hi = max(emb.action.delta_indices)
+        self.episode_indices: list[int] = []
+        self.episode_lengths: list[int] = []
+        counts = []
+        for ep in all_eps:
+            length = int(self.reader.episode_length(ep))
+            n = self.num_valid_steps(length)
+            if n > 0:
+                self.episode_indices.append(ep)
+                self.episode_lengths.append(length)
+                counts.append(n)
+        if not counts:
+            raise ValueError(
+                f"{self.root}: no episode is long enough for embodiment {emb.tag!r} "
+                f"(action window {emb.action.delta_indices[0]}..{emb.action.delta_indices[-1]})"
+            )
+        self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._cache: OrderedDict[tuple[int, int], _Episode] = OrderedDict()
+
+    # ---- index bookkeeping ----------------------------------------------------------------------
+    def num_valid_steps(self, length: int) -> int:
+        """Number of valid steps t of an episode of ``length`` frames."""
+        lo = max(0, -self._act_lo)
+        hi = length - 1 - self._act_hi
+        return max(0, hi - lo + 1)
+
+    def first_valid_step(self) -> int:
+        return max(0, -self._act_lo)
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Sample index → (episode_index, step t)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {self.root} ({len(self)} samples)")
+        pos = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return self.episode_indices[pos], int(index - self._starts[pos]) + self.first_valid_step()
+
+    # ---- reading ------------------------------------------------------------------------------
+    def _check_keys(self) -> None:
+        emb, mod = self.embodiment, self.modality
+        for section, keys in (("state", emb.state.keys), ("action", emb.action.keys), ("video", emb.video.keys)):
+            have = _section(mod, section)
+            missing = [k for k in keys if k not in have]
+            if missing:
+                raise KeyError(
+                    f"{self.root}/meta/modality.json: {section} keys {missing} required by embodiment "
+                    f"{emb.tag!r} ({emb.source}) are missing; it has {sorted(have)}"
+                )
+        self._language_column()
+
+    def _episode(self, episode: int) -> _Episode:
+        key = (os.getpid(), episode)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        emb = self.embodiment
+        state_slices = {k: _slice(self.modality, "state", k) for k in emb.state.keys}
+        action_slices = {k: _slice(self.modality, "action", k) for k in emb.action.keys}
+        numeric = sorted({c for c, _, _ in state_slices.values()} | {c for c, _, _ in action_slices.values()})
+        has_ts = "timestamp" in self.reader.features
+        lang = self._language_column()
+        columns = numeric + (["timestamp"] if has_ts else []) + ([lang[1]] if lang else [])
+        table = self.reader.episode_data(episode, columns)
+        arrays = {c: _matrix(table[c], self.root, c) for c in numeric}
+        length = int(self.reader.episode_length(episode))
+        timestamps = table["timestamp"].reshape(length, -1)[:, 0] if has_ts else np.arange(length) / self.fps
+        if lang is None:
+            language = [""] * length
+        else:
+            language = self.modality.annotation_text(lang[0], table[lang[1]], self.reader.tasks, episode)
+        ep = _Episode(
+            index=episode,
+            length=length,
+            timestamps=np.asarray(timestamps, dtype=np.float64),
+            state={k: arrays[c][:, a:b].astype(np.float32) for k, (c, a, b) in state_slices.items()},
+            action={k: arrays[c][:, a:b].astype(np.float32) for k, (c, a, b) in action_slices.items()},
+            language=language,
+        )
+        self._cache[key] = ep
+        while len(self._cache) > EPISODE_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return ep
+
+    def _language_column(self) -> tuple[str, str] | None:
+        """(annotation name, parquet column) of the embodiment's first language key, the instruction."""
+        keys = self.embodiment.language.keys
+        if not keys:
+            return None
+        key = keys[0]
+        name = key[len("annotation.") :] if key.startswith("annotation.") else key
+        annotations = _section(self.modality, "annotation")
+        if name not in annotations:
+            raise KeyError(
+                f"{self.root}/meta/modality.json: language key {key!r} of embodiment {self.embodiment.tag!r} "
+                f"needs annotation {name!r}; the file has annotations {sorted(annotations)}"
+            )
+        return name, str(_get(annotations[name], "original_key"))
+
+    def _frames(self, ep: _Episode, view: str, rows: np.ndarray) -> np.ndarray:
+        original = _video_key(self.modality, view)
+        path, offset = self.reader.video_location(ep.index, original)
+        return decode_frames(
+            path,
+            offset + ep.timestamps[rows],
+            backend=self.video_backend,
+            context=f"{self.root}: episode {ep.index}, {original}",
+        )
+
+    def sample(self, episode: int, step: int, with_video: bool | None = None) -> dict[str, Any]:
+        """The raw sample at (episode, step)."""
+        ep = self._episode(episode)
+        emb = self.embodiment
+        clamp = lambda deltas: np.clip(step + np.asarray(deltas), 0, ep.length - 1)  # noqa: E731
+        state_rows, video_rows, action_rows = (
+            clamp(emb.state.delta_indices),
+            clamp(emb.video.delta_indices),
+            step + np.asarray(emb.action.delta_indices),
+        )
+        out: dict[str, Any] = {
+            "video": {},
+            "state": {k: v[state_rows] for k, v in ep.state.items()},
+            "action": {k: v[action_rows] for k, v in ep.action.items()},
+            "language": ep.language[step],
+            "embodiment": emb.tag,
+            "episode_index": int(episode),
+            "step": int(step),
+        }
+        if self.load_video if with_video is None else with_video:
+            out["video"] = {view: self._frames(ep, view, video_rows) for view in emb.video.keys}
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.sample(*self.locate(int(index)))
+
+    # ---- segment access (sequential decoding) ----------------------------------------------------
+    def segment(self, episode: int, first_step: int, num_steps: int) -> list[dict[str, Any]]:
+        """Raw samples of steps ``first_step … first_step+num_steps−1`` of an episode, decoding each view's
+        needed frames with one seek and a sequential read."""
+        ep = self._episode(episode)
+        emb = self.embodiment
+        vd = np.asarray(emb.video.delta_indices)
+        lo = int(np.clip(first_step + vd.min(), 0, ep.length - 1))
+        hi = int(np.clip(first_step + num_steps - 1 + vd.max(), 0, ep.length - 1))
+        frames = {}
+        if self.load_video:
+            for view in emb.video.keys:
+                original = _video_key(self.modality, view)
+                path, offset = self.reader.video_location(ep.index, original)
+                frames[view] = decode_segment(
+                    path, offset + ep.timestamps[lo], hi - lo + 1, backend=self.video_backend,
+                    context=f"{self.root}: episode {ep.index}, {original}",
+                )
+        out = []
+        for step in range(first_step, first_step + num_steps):
+            s = self.sample(episode, step, with_video=False)
+            rows = np.clip(step + vd, 0, ep.length - 1) - lo
+            s["video"] = {view: f[rows] for view, f in frames.items()}
+            out.append(s)
+        return out
+
+
+class MixtureDataset(Dataset):
+    """Concatenation of datasets (global index = offset + local index), optionally processed.
+
+    ``transform`` (e.g. a `Gr00tProcessor`) runs in the worker; it receives ``rng``, a numpy
+    generator seeded per worker from torch's per-worker seed, for image augmentation.
+    """
+
+    def __init__(self, datasets: Sequence[Gr00tDataset], transform: Callable[..., Any] | None = None) -> None:
+        if not datasets:
+            raise ValueError("MixtureDataset needs at least one dataset")
+        self.datasets = list(datasets)
+        self.transform = transform
+        self.sizes = [len(d) for d in self.datasets]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self._rng: tuple[int, np.random.Generator] | None = None
+
+    @classmethod
+    def from_mixture(
+        cls, mixture: Any, transform: Callable[..., Any] | None = None, video_backend: str = "auto"
+    ) -> MixtureDataset:
+        """One `Gr00tDataset` per entry of a `gr00t.data.mixture.Mixture`, in order; pair it with
+        ``MixtureSampler(dataset.sizes, weights=mixture.weights, ...)``."""
+        datasets = [Gr00tDataset(e.path, e.embodiment, video_backend=video_backend) for e in mixture.entries]
+        return cls(datasets, transform)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _generator(self) -> np.random.Generator:
+        seed = torch.initial_seed()
+        if self._rng is None or self._rng[0] != seed:
+            self._rng = (seed, np.random.default_rng(seed % 2**63))
+        return self._rng[1]
+
+    def raw(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample index {index} out of range ({len(self)} samples)")
+        i = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.datasets[i][int(index - self.offsets[i])]
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.raw(int(index))
+        return self.transform(sample, rng=self._generator()) if self.transform is not None else sample
+
+
+class SegmentStream(IterableDataset):
+    """Segment-mode sampling: sequential decoding, every decoded frame used, batches mixed.
+
+    Order (a pure function of seed, position and the DataLoader layout):
+
+    * Each dataset's valid steps are cut into segments of ``segment_length`` consecutive steps
+      (the last one of an episode may be shorter). A `MixtureSampler` over segments (weights =
+      per-dataset draw shares of segments, epoch = every segment once without weights) gives a
+      global, endless segment sequence (epoch after epoch).
+    * Position ``p`` of that sequence goes to rank ``p mod W`` (``W`` = world size); inside a rank
+      to stream ``(p div W) mod K`` (``K`` = ``num_workers``, at least 1).
+    * A stream takes its segments ``segments_per_group`` at a time, decodes them, and emits all
+      their samples in a keyed random order. A batch of ``b`` samples thus draws from up to
+      ``segments_per_group`` different episodes; memory is ``segments_per_group`` decoded segments.
+    * The DataLoader builds each batch inside one worker and takes batches from workers in turn.
+
+    Resume: ``state_dict(consumed_batches)`` / ``load_state_dict`` — the number of batches this rank
+    consumed; with the same ``batch_size`` and ``num_workers`` the resumed stream continues exactly
+    (each worker re-derives its role and skips the already-delivered samples without decoding).
+    The stream is endless: train with ``max_steps``.
+    """
+
+    def __init__(
+        self,
+        datasets: Sequence[Gr00tDataset],
+        weights: Sequence[float] | None = None,
+        segment_length: int = 32,
+        segments_per_group: int = 8,
+        batch_size: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        transform: Callable[..., Any] | None = None,
+    ) -> None:
+        if segment_length < 1 or segments_per_group < 1 or batch_size < 1:
+            raise ValueError(
+                f"segment_length={segment_length}, segments_per_group={segments_per_group}, batch_size={batch_size}: "
+                "all must be >= 1"
+            )
+        self.datasets = list(datasets)
+        self.segment_length = segment_length
+        self.segments_per_group = segments_per_group
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.transform = transform
+        self.segments: list[list[tuple[int, int, int]]] = []  # per dataset: (episode, first step, steps)
+        for ds in self.datasets:
+            segs = []
+            for ep, length in zip(ds.episode_indices, ds.episode_lengths):
+                first, n = ds.first_valid_step(), ds.num_valid_steps(length)
+                for s in range(first, first + n, segment_length):
+                    segs.append((ep, s, min(segment_length, first + n - s)))
+            self.segments.append(segs)
+        self.sampler = MixtureSampler([len(s) for s in self.segments], weights, seed=seed)
+        self.consumed_batches = 0
+        self._num_workers_hint = 1
+
+    # ---- pure plan ------------------------------------------------------------------------------
+    def _segment(self, global_position: int) -> tuple[int, tuple[int, int, int]]:
+        epoch, pos = divmod(global_position, self.sampler.epoch_length)
+        g = int(self.sampler.global_index(epoch, np.array([pos]))[0])
+        d = int(self.sampler.dataset_of(np.array([g]))[0])
+        return d, self.segments[d][g - int(self.sampler.offsets[d])]
+
+    def _stream_groups(self, role: int, num_streams: int) -> Iterator[tuple[int, list[tuple[int, tuple[int, int, int]]]]]:
+        """(group number, segments) of one stream, endlessly."""
+        stride = self.world_size * num_streams
+        base = self.rank + self.world_size * role
+        group = 0
+        while True:
+            first = base + stride * group * self.segments_per_group
+            yield group, [self._segment(first + stride * k) for k in range(self.segments_per_group)]
+            group += 1
+
+    def _order(self, role: int, group: int, size: int) -> np.ndarray:
+        return permute(np.arange(size), size, hash64(self.seed, "segment-group", self.rank, role, group))
+
+    # ---- resume --------------------------------------------------------------------------------
+    def state_dict(self, consumed_batches: int | None = None) -> dict[str, Any]:
+        if consumed_batches is not None:
+            self.consumed_batches = int(consumed_batches)
+        return {"consumed_batches": self.consumed_batches, "seed": self.seed, "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for key in ("seed", "batch_size"):
+            if state.get(key) != getattr(self, key):
+                raise ValueError(f"segment stream state mismatch for {key!r}: {state.get(key)!r} vs {getattr(self, key)!r}")
+        self.consumed_batches = int(state["consumed_batches"])
+
+    # ---- iteration -----------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Any]:
+        info = get_worker_info()
+        num_streams, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        n = self.consumed_batches
+        role = (n + worker) % num_streams
+        delivered = (n - role + num_streams - 1) // num_streams if n > role else 0
+        skip = delivered * self.batch_size
+        for group, segs in self._stream_groups(role, num_streams):
+            size = sum(s[2] for _, s in segs)
+            if skip >= size:
+                skip -= size
+                continue
+            samples = []
+            for d, (ep, first, steps) in segs:
+                samples.extend(self.datasets[d].segment(ep, first, steps))
+            for i in self._order(role, group, size)[skip:]:
+                s = samples[int(i)]
+                if self.transform is None:
+                    yield s
+                else:  # augmentation draw keyed by the sample's place in the stream: resume-exact
+                    rng = np.random.default_rng(hash64(self.seed, "augment", self.rank, role, group, int(i)))
+                    yield self.transform(s, rng=rng)
+            skip = 0
+
+
+# ---- modality helpers ---------------------------------------------------------------------------
+
+
+def _section(modality: Any, section: str) -> Mapping[str, Any]:
+    value = getattr(modality, section, None)
+    if value is None and isinstance(modality, Mapping):
+        value = modality.get(section)
+    return value or {}
+
+
+def _get(spec: Any, name: str, default: Any = None) -> Any:
+    return spec.get(name, default) if isinstance(spec, Mapping) else getattr(spec, name, default)
+
+
+def _slice(modality: Any, section: str, key: str) -> tuple[str, int, int]:
+    spec = _section(modality, section)[key]
+    column = _get(spec, "original_key") or ("observation.state" if section == "state" else "action")
+    return str(column), int(_get(spec, "start")), int(_get(spec, "end"))
+
+
+def _video_key(modality: Any, view: str) -> str:
+    spec = _section(modality, "video")[view]
+    return str(_get(spec, "original_key") or view)
+
+
+def _matrix(values: Any, root: Path, column: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        arr = np.stack([np.asarray(v, dtype=np.float64) for v in arr])
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{root}: column {column!r} has shape {arr.shape}, expected [frames, dims]")
+    return arr.astype(np.float64)
