@@ -4,12 +4,13 @@ Generates its own LeRobot v2.1 datasets (2 cameras 256×256, state/action 44-dim
 short and long episodes) and prints, per codec:
 
 * random access: model-ready samples/s (dataset + processor, one process, one thread) and the raw
-  decode rate of exactly the same frames with the same decoder, and their ratio (target >= 60 %);
+  decode rate of exactly the same frames with the same decoder, measured interleaved in chunks so
+  that load on a shared machine hits both alike, and their ratio (target >= 60 %);
 * peak RSS of a fresh worker process reading samples from short vs long episodes;
 * the sequential decode rate (every frame in order) and the samples/s it would allow;
 * segment mode: samples/s, as a fraction of that sequential limit, and distinct episodes per batch.
 
-Usage: python bench/data.py [--workdir DIR] [--samples N] [--codecs h264 av1]
+Usage: python bench/data.py [--workdir DIR] [--samples N] [--codecs h264 av1] [--parts random rss ...]
 """
 
 from __future__ import annotations
@@ -150,28 +151,45 @@ def make_processor(root: Path):
 
 
 # ---------------------------------------------------------------------------- measurements
-def random_access(root: Path, n: int, seed: int = 0) -> dict:
+def random_access(root: Path, n: int, seed: int = 0, rounds: int = 10) -> dict:
+    """Model-ready vs raw-decode rate on the same random samples.
+
+    The two are measured interleaved in ``rounds`` chunks (alternating which goes first) so that
+    load changes on a shared machine hit both alike; the ratio is of the summed times.
+    """
     ds = Gr00tDataset(root, Gr00tDatasetEmbodiment())
     proc = make_processor(root)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(ds), size=n)
     ds[int(idx[0])], proc(ds[int(idx[0])], rng=0)  # warm-up: open decoders, tokenizer caches
-    t0 = time.perf_counter()
-    for i in idx:
-        proc(ds[int(i)], rng=rng)
-    full = n / (time.perf_counter() - t0)
-    # the same frames with the same decoder, nothing else
-    plan = []
+    plan = []  # the same frames with the same decoder, nothing else
     for i in idx:
         ep, step = ds.locate(int(i))
         e = ds._episode(ep)
         plan.append([(ds.reader.video_location(ep, f"observation.images.{v}"), e.timestamps[step]) for v in VIEWS])
-    t0 = time.perf_counter()
-    for views in plan:
-        for (path, offset), ts in views:
-            decode_frames(path, [offset + ts])
-    raw = n / (time.perf_counter() - t0)
-    return {"model_ready_samples_per_s": full, "raw_decode_samples_per_s": raw, "ratio": full / raw}
+
+    def full(chunk: np.ndarray) -> float:
+        t0 = time.perf_counter()
+        for i in chunk:
+            proc(ds[int(i)], rng=rng)
+        return time.perf_counter() - t0
+
+    def raw(chunk: list) -> float:
+        t0 = time.perf_counter()
+        for views in chunk:
+            for (path, offset), ts in views:
+                decode_frames(path, [offset + ts])
+        return time.perf_counter() - t0
+
+    t_full = t_raw = 0.0
+    for r, sel in enumerate(np.array_split(np.arange(n), rounds)):
+        if r % 2:
+            t_raw += raw([plan[j] for j in sel])
+            t_full += full(idx[sel])
+        else:
+            t_full += full(idx[sel])
+            t_raw += raw([plan[j] for j in sel])
+    return {"model_ready_samples_per_s": n / t_full, "raw_decode_samples_per_s": n / t_raw, "ratio": t_raw / t_full}
 
 
 def sequential(root: Path, chunk: int = 64) -> dict:
@@ -242,6 +260,8 @@ def main() -> None:
     parser.add_argument("--codecs", nargs="+", default=["h264", "av1"])
     parser.add_argument("--short", type=int, default=150, help="frames per short episode (16 episodes)")
     parser.add_argument("--long", type=int, default=3000, help="frames per long episode (2 episodes)")
+    parser.add_argument("--parts", nargs="+", default=["random", "rss", "sequential", "segment"],
+                        choices=["random", "rss", "sequential", "segment"], help="measurements to run")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one DataLoader worker = one process, one thread
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -253,24 +273,32 @@ def main() -> None:
         long = write_bench_dataset(args.workdir / f"{codec}_long", codec, [args.long] * 2)
         print(f"[{codec}] datasets ready in {time.perf_counter() - t0:.0f}s")
         clear_decoder_cache()
-        ra = random_access(short, args.samples)
-        print(f"[{codec}] random access: model-ready {ra['model_ready_samples_per_s']:.1f} samples/s, raw decode of "
-              f"the same frames {ra['raw_decode_samples_per_s']:.1f} samples/s -> ratio {100 * ra['ratio']:.0f}%")
-        rss_short, rss_long = peak_rss_mb(short, args.samples), peak_rss_mb(long, args.samples)
-        print(f"[{codec}] peak RSS per worker: short episodes ({args.short} frames) {rss_short:.0f} MB, "
-              f"long episodes ({args.long} frames) {rss_long:.0f} MB")
-        seq = sequential(long)
-        print(f"[{codec}] sequential decode: {seq['sequential_frames_per_s']:.0f} frames/s -> limit "
-              f"{seq['sequential_limit_samples_per_s']:.1f} samples/s ({len(VIEWS)} views/sample); "
-              f"random-access raw decode is {ra['raw_decode_samples_per_s'] / seq['sequential_limit_samples_per_s']:.2f}x of it")
-        sm = segment_mode(short)
-        print(f"[{codec}] segment mode: {sm['segment_samples_per_s']:.1f} samples/s = "
-              f"{100 * sm['segment_samples_per_s'] / seq['sequential_limit_samples_per_s']:.0f}% of the sequential limit "
-              f"(decode + windows only: {sm['segment_raw_samples_per_s']:.1f} samples/s = "
-              f"{100 * sm['segment_raw_samples_per_s'] / seq['sequential_limit_samples_per_s']:.0f}%), "
-              f"{sm['distinct_episodes_per_batch']:.1f} distinct episodes per batch of 32 "
-              f"(segments of 32 steps, 8 segments per group)")
-
+        ra = seq = None
+        if "random" in args.parts:
+            ra = random_access(short, args.samples)
+            print(f"[{codec}] random access: model-ready {ra['model_ready_samples_per_s']:.1f} samples/s, raw decode "
+                  f"of the same frames {ra['raw_decode_samples_per_s']:.1f} samples/s -> ratio {100 * ra['ratio']:.0f}%")
+        if "rss" in args.parts:
+            rss_short, rss_long = peak_rss_mb(short, args.samples), peak_rss_mb(long, args.samples)
+            print(f"[{codec}] peak RSS per worker: short episodes ({args.short} frames) {rss_short:.0f} MB, "
+                  f"long episodes ({args.long} frames) {rss_long:.0f} MB")
+        if "sequential" in args.parts:
+            seq = sequential(long)
+            line = (f"[{codec}] sequential decode: {seq['sequential_frames_per_s']:.0f} frames/s -> limit "
+                    f"{seq['sequential_limit_samples_per_s']:.1f} samples/s ({len(VIEWS)} views/sample)")
+            if ra is not None:
+                line += (f"; random-access raw decode is "
+                         f"{ra['raw_decode_samples_per_s'] / seq['sequential_limit_samples_per_s']:.2f}x of it")
+            print(line)
+        if "segment" in args.parts:
+            sm = segment_mode(short)
+            limit = seq["sequential_limit_samples_per_s"] if seq is not None else float("nan")
+            print(f"[{codec}] segment mode: {sm['segment_samples_per_s']:.1f} samples/s = "
+                  f"{100 * sm['segment_samples_per_s'] / limit:.0f}% of the sequential limit "
+                  f"(decode + windows only: {sm['segment_raw_samples_per_s']:.1f} samples/s = "
+                  f"{100 * sm['segment_raw_samples_per_s'] / limit:.0f}%), "
+                  f"{sm['distinct_episodes_per_batch']:.1f} distinct episodes per batch of 32 "
+                  f"(segments of 32 steps, 8 segments per group)")
 
 if __name__ == "__main__":
     main()

@@ -28,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
-from gr00t.data.sampler import MixtureSampler, hash64, permute
+from gr00t.data.sampler import MixtureSampler, hash64, permute, sample_rng
 from gr00t.data.video import decode_frames, decode_segment
 
-EPISODE_CACHE_SIZE = 8
+EPISODE_CACHE_BYTES = 64 * 2**20  # numeric columns of recently used episodes, per process
 
 
 @dataclass
@@ -48,6 +47,12 @@ class _Episode:
     state: dict[str, np.ndarray]  # key -> float32 [L, D]
     action: dict[str, np.ndarray]  # key -> float32 [L, D]
     language: list[str]  # one instruction per frame (usually constant)
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held (arrays + one reference per frame for the language list)."""
+        arrays = [self.timestamps, *self.state.values(), *self.action.values()]
+        return sum(a.nbytes for a in arrays) + 8 * len(self.language)
 
 
 class Gr00tDataset(Dataset):
@@ -106,6 +111,7 @@ class Gr00tDataset(Dataset):
             )
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._cache: OrderedDict[tuple[int, int], _Episode] = OrderedDict()
+        self._cache_bytes = 0
 
     # ---- index bookkeeping ----------------------------------------------------------------------
     def num_valid_steps(self, length: int) -> int:
@@ -170,8 +176,9 @@ class Gr00tDataset(Dataset):
             language=language,
         )
         self._cache[key] = ep
-        while len(self._cache) > EPISODE_CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._cache_bytes += ep.nbytes
+        while self._cache_bytes > EPISODE_CACHE_BYTES and len(self._cache) > 1:
+            self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
         return ep
 
     def _language_column(self) -> tuple[str, str] | None:
@@ -255,36 +262,34 @@ class Gr00tDataset(Dataset):
 class MixtureDataset(Dataset):
     """Concatenation of datasets (global index = offset + local index), optionally processed.
 
-    ``transform`` (e.g. a `Gr00tProcessor`) runs in the worker; it receives ``rng``, a numpy
-    generator seeded per worker from torch's per-worker seed, for image augmentation.
+    ``transform`` (e.g. a `Gr00tProcessor`) runs in the worker with ``rng=sample_rng(index, seed)``:
+    for the `SampleIndex` a `MixtureSampler` yields, a generator keyed by the sample's
+    (sampler seed, epoch, position) — so augmentation is identical after a resume and whatever the
+    number of workers; for a plain ``int`` index, one keyed by (``seed``, index).
     """
 
-    def __init__(self, datasets: Sequence[Gr00tDataset], transform: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self, datasets: Sequence[Gr00tDataset], transform: Callable[..., Any] | None = None, seed: int = 0
+    ) -> None:
         if not datasets:
             raise ValueError("MixtureDataset needs at least one dataset")
         self.datasets = list(datasets)
         self.transform = transform
+        self.seed = int(seed)
         self.sizes = [len(d) for d in self.datasets]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self._rng: tuple[int, np.random.Generator] | None = None
 
     @classmethod
     def from_mixture(
-        cls, mixture: Any, transform: Callable[..., Any] | None = None, video_backend: str = "auto"
+        cls, mixture: Any, transform: Callable[..., Any] | None = None, video_backend: str = "auto", seed: int = 0
     ) -> MixtureDataset:
         """One `Gr00tDataset` per entry of a `gr00t.data.mixture.Mixture`, in order; pair it with
         ``MixtureSampler(dataset.sizes, weights=mixture.weights, ...)``."""
         datasets = [Gr00tDataset(e.path, e.embodiment, video_backend=video_backend) for e in mixture.entries]
-        return cls(datasets, transform)
+        return cls(datasets, transform, seed=seed)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
-
-    def _generator(self) -> np.random.Generator:
-        seed = torch.initial_seed()
-        if self._rng is None or self._rng[0] != seed:
-            self._rng = (seed, np.random.default_rng(seed % 2**63))
-        return self._rng[1]
 
     def raw(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
@@ -294,7 +299,9 @@ class MixtureDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         sample = self.raw(int(index))
-        return self.transform(sample, rng=self._generator()) if self.transform is not None else sample
+        if self.transform is None:
+            return sample
+        return self.transform(sample, rng=sample_rng(index, self.seed))
 
 
 class SegmentStream(IterableDataset):

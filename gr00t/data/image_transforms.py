@@ -7,6 +7,14 @@ and no augmentation. The native aspect ratio is kept (no square padding).
 One random draw serves every frame and every view of a sample: the crop position is drawn as a
 fraction of the free range, so views of different sizes are cropped at the same relative place.
 Inputs and outputs are uint8 [T, H, W, 3] per view.
+
+Precision: a draw without rotation or colour jitter (eval, and train with only the crop) runs on
+uint8: the crop is a view, an enlarging resize is torch's separable uint8 bilinear kernel (rounds
+between its two passes), a shrinking one runs in float and is rounded once. Compared with the
+all-float reference path (`apply(..., exact=True)`, which draws with rotation or colour jitter
+always take), each output value is within ±1 when one resampling is rounded (input shortest edge
+already `size`, or a shrinking first resize) and within ±2 when both are (a small input enlarged
+twice; values off by 2 are ~0.02 %). Mean absolute difference ~0.06–0.25.
 """
 
 from __future__ import annotations
@@ -74,6 +82,25 @@ def resize(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if height <= h and width <= w:
         return F.interpolate(frames, size=(height, width), mode="area")
     return F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def _resize_uint8(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> uint8 [N, C, height, width]: `resize` semantics, within ±1 of it.
+
+    Enlarging uses torch's uint8 bilinear kernel (antialias=True, which equals plain bilinear when
+    no side shrinks); anything else runs `resize` in float, rounded once.
+    """
+    h, w = frames.shape[-2:]
+    if (h, w) == (height, width):
+        return frames
+    if height >= h and width >= w:
+        return F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    out = resize(frames.float(), height, width)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _colour_is_identity(d: AugmentDraw) -> bool:
+    return d.brightness == 1.0 and d.contrast == 1.0 and d.saturation == 1.0 and d.hue == 0.0
 
 
 def _crop(frames: torch.Tensor, fraction: float, fy: float, fx: float) -> torch.Tensor:
@@ -169,11 +196,17 @@ class ImageTransform:
             order=tuple(int(i) for i in rng.permutation(4)),
         )
 
-    def apply(self, frames: np.ndarray, draw: AugmentDraw, view: str = "image") -> np.ndarray:
-        """uint8 [T, H, W, 3] -> uint8 [T, H', W', 3] with the given draw."""
+    def apply(self, frames: np.ndarray, draw: AugmentDraw, view: str = "image", exact: bool = False) -> np.ndarray:
+        """uint8 [T, H, W, 3] -> uint8 [T, H', W', 3] with the given draw.
+
+        ``exact=True`` forces the all-float path (no intermediate rounding); otherwise draws without
+        rotation or colour jitter take the uint8 path, within ±1 or ±2 of it (module docstring).
+        """
         arr = np.asarray(frames)
         if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
             raise ValueError(f"view {view!r}: expected uint8 [T, H, W, 3], got {arr.dtype} {arr.shape}")
+        if not exact and draw.angle == 0.0 and _colour_is_identity(draw):
+            return self._apply_uint8(arr, draw)
         c = self.config
         x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
         x = resize(x, *shortest_edge_size(*x.shape[-2:], c.size))
@@ -182,6 +215,15 @@ class ImageTransform:
         x = _rotate(x, draw.angle)
         x = _colour(x / 255.0, draw) * 255.0
         return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def _apply_uint8(self, arr: np.ndarray, draw: AugmentDraw) -> np.ndarray:
+        c = self.config
+        x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)  # channels-last view
+        x = _resize_uint8(x, *shortest_edge_size(*x.shape[-2:], c.size))
+        x = _crop(x, c.crop_fraction, draw.crop_y, draw.crop_x)
+        x = _resize_uint8(x, *shortest_edge_size(*x.shape[-2:], c.size))
+        out = x.permute(0, 2, 3, 1)
+        return out.numpy() if out.is_contiguous() else np.ascontiguousarray(out.numpy())
 
     def __call__(
         self, videos: Mapping[str, np.ndarray], rng: np.random.Generator | int | None = None

@@ -26,6 +26,13 @@ Definitions (all of them pure integer arithmetic, no stored permutation):
   exactly at the first unconsumed draw, so a resumed run sees the same samples as an uninterrupted
   one — even with another world size, as long as ``consumed`` is a multiple of it.
 
+* **Per-sample randomness.** Each yielded index is a `SampleIndex`: an ``int`` (the global index,
+  usable anywhere a plain index is) that also carries ``(seed, epoch, position)``.
+  `sample_rng(index)` turns it into a numpy ``Generator`` for the sample's random draws (image
+  augmentation), so those draws are a pure function of where the sample sits in the global order:
+  the same with any number of DataLoader workers, any world size and after a resume. A plain
+  ``int`` gets a generator keyed by ``(fallback seed, index)`` instead.
+
 Permutations are Feistel networks with cycle walking keyed by a 64-bit hash of (seed, purpose,
 indices), evaluated vectorised with numpy; memory is O(chunk) whatever the dataset size.
 
@@ -46,6 +53,8 @@ import numpy as np
 from torch.utils.data import Sampler
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_DRAW_KEY = 0x5A4D  # separates per-sample generators from other uses of the seed
+_INDEX_KEY = 0x1D5E
 _ROUNDS = 6
 _CHUNK = 8192
 
@@ -91,6 +100,44 @@ def permute(positions: np.ndarray, n: int, key: int) -> np.ndarray:
     return out.astype(np.int64)
 
 
+class SampleIndex(int):
+    """A global sample index (an ``int``) that remembers where the sampler drew it.
+
+    ``epoch`` and ``position`` (inside the epoch, over all ranks) identify the draw; ``seed`` is the
+    sampler's. Arithmetic gives plain ints; pickling (DataLoader workers) keeps the attributes.
+    """
+
+    seed: int
+    epoch: int
+    position: int
+
+    def __new__(cls, index: int, seed: int, epoch: int, position: int) -> SampleIndex:
+        obj = super().__new__(cls, index)
+        obj.seed, obj.epoch, obj.position = int(seed), int(epoch), int(position)
+        return obj
+
+    def __reduce__(self) -> tuple[Any, tuple[int, int, int, int]]:
+        return (SampleIndex, (int(self), self.seed, self.epoch, self.position))
+
+    def __repr__(self) -> str:
+        return f"SampleIndex({int(self)}, seed={self.seed}, epoch={self.epoch}, position={self.position})"
+
+
+def sample_rng(index: int, seed: int = 0) -> np.random.Generator:
+    """The numpy generator for one sample's random draws.
+
+    A `SampleIndex` gives a generator keyed by its ``(seed, epoch, position)``: a pure function of
+    the sample's place in the global order (independent of workers, world size and resume), which
+    differs when the same sample is drawn again later. A plain ``int`` gives one keyed by
+    ``(seed, index)`` (the same draws every time that sample is read).
+    """
+    if isinstance(index, SampleIndex):
+        return np.random.default_rng([index.seed, _DRAW_KEY, index.epoch, index.position])
+    if int(index) < 0:
+        raise ValueError(f"sample index {index} must be non-negative")
+    return np.random.default_rng([int(seed), _INDEX_KEY, int(index)])
+
+
 def allocate_draws(total: int, weights: Sequence[float]) -> list[int]:
     """Split ``total`` draws into integer counts proportional to ``weights`` (largest remainder)."""
     w = np.asarray(weights, dtype=np.float64)
@@ -107,7 +154,7 @@ def allocate_draws(total: int, weights: Sequence[float]) -> list[int]:
 
 
 class MixtureSampler(Sampler[int]):
-    """Yields global indices into a concatenation of datasets; see the module docstring.
+    """Yields global indices (`SampleIndex`) into a concatenation of datasets; see the module docstring.
 
     Args:
         sizes: number of samples of each dataset (all > 0).
@@ -205,7 +252,10 @@ class MixtureSampler(Sampler[int]):
         first = start + self.rank
         for lo in range(first, self.epoch_length, _CHUNK * self.world_size):
             hi = min(lo + _CHUNK * self.world_size, self.epoch_length)
-            yield from self.global_index(epoch, np.arange(lo, hi, self.world_size)).tolist()
+            positions = range(lo, hi, self.world_size)
+            indices = self.global_index(epoch, np.asarray(positions)).tolist()
+            for index, position in zip(indices, positions):
+                yield SampleIndex(index, self.seed, epoch, position)
         # Exhausted: a plain loop that never calls set_epoch still gets a fresh epoch next time.
         if self.epoch == epoch and self._start == start:
             self.epoch, self._start = epoch + 1, 0

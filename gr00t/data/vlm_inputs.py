@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ EAGLE_SYSTEM_TURN = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\
 # Qwen3-VL's released image processor: size {shortest_edge: 65536, longest_edge: 16777216}.
 QWEN3_VL_MIN_PIXELS = 65536
 QWEN3_VL_MAX_PIXELS = 16777216
+# Token ids cached per (instruction, image-token layout); a dataset has few distinct instructions.
+PROMPT_CACHE_SIZE = 4096
 
 
 def normalize_instruction(text: str) -> str:
@@ -180,6 +183,12 @@ class VLMInputBuilder:
     max_pixels: int = EAGLE_MAX_PIXELS
     image_token_id: int | None = None
     formalize_language: bool = True
+    _prompt_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_prompt_cache"] = OrderedDict()  # workers rebuild it; keeps pickles small
+        return state
 
     def __post_init__(self) -> None:
         if self.backbone_type not in BACKBONE_LAYOUTS:
@@ -264,52 +273,68 @@ class VLMInputBuilder:
         body = self._open + self._image_token * n_tokens + self._close
         return f"<image {index}>{body}" if self.backbone_type == "eagle" else body
 
+    def prompt_ids(self, text: str, tokens_per_image: Sequence[int]) -> torch.Tensor:
+        """Token ids of the prompt holding the (already normalised) `text` and one placeholder run of
+        `tokens_per_image[k]` image tokens per image; cached per (text, layout), a fresh tensor each call.
+
+        Identical to `prompt_ids_uncached`: the key determines the rendered prompt completely.
+        """
+        key = (text, tuple(int(n) for n in tokens_per_image))
+        ids = self._prompt_cache.get(key)
+        if ids is None:
+            ids = self.prompt_ids_uncached(*key)
+            self._prompt_cache[key] = ids
+            if len(self._prompt_cache) > PROMPT_CACHE_SIZE:
+                self._prompt_cache.popitem(last=False)
+        else:
+            self._prompt_cache.move_to_end(key)
+        return ids.clone()
+
+    def prompt_ids_uncached(self, text: str, tokens_per_image: Sequence[int]) -> torch.Tensor:
+        """Render the prompt and tokenise it (the reference path `prompt_ids` caches)."""
+        pieces = [text] + [self._image_text(k + 1, n) for k, n in enumerate(tokens_per_image)]
+        rendered = self.render_prompt("".join(pieces))
+        ids = torch.tensor(self.tokenizer(rendered, add_special_tokens=False)["input_ids"], dtype=torch.long)
+        expected = sum(tokens_per_image)
+        found = int((ids == self.image_token_id).sum())
+        if found != expected:
+            raise ValueError(
+                f"prompt text {text!r} produced {found} image tokens, expected {expected}; the "
+                f"instruction must not contain the image token {self._image_token!r}"
+            )
+        return ids
+
     def __call__(self, instruction: str, images: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """One sample's inputs: `input_ids`, `attention_mask` (1-D) and the layout's pixel tensors."""
         if not isinstance(instruction, str):
             raise TypeError(f"instruction must be a str, got {type(instruction).__name__}")
         text = normalize_instruction(instruction) if self.formalize_language else instruction
-        pixels: list[torch.Tensor] = []
-        grids: list[tuple[int, int]] = []
-        pieces = [text]
+        arrays = []
         for k, image in enumerate(images):
             image = np.asarray(image)
             if image.ndim != 3:
                 raise ValueError(f"image {k} has shape {tuple(image.shape)}: expected uint8 [H, W, 3]")
-            size = self.target_size(image.shape[0], image.shape[1])
-            backend = "pil" if self.backbone_type == "eagle" else "torch"
-            chw = resize_image(image, size, backend).sub_(127.5).div_(127.5)  # fresh tensor
-            gh, gw = size[0] // self.patch_size, size[1] // self.patch_size
-            if self.backbone_type == "eagle":
-                pixels.append(patchify_siglip2(chw, self.patch_size))
-            else:
-                pixels.append(
-                    patchify_qwen3_vl(chw, self.patch_size, self.merge_size, self.temporal_patch_size)
-                )
-            grids.append((gh, gw))
-            pieces.append(self._image_text(k + 1, (gh // self.merge_size) * (gw // self.merge_size)))
-        rendered = self.render_prompt("".join(pieces))
-        ids = torch.tensor(self.tokenizer(rendered, add_special_tokens=False)["input_ids"], dtype=torch.long)
+            arrays.append(image)
+        sizes = [self.target_size(a.shape[0], a.shape[1]) for a in arrays]
+        grids = [(h // self.patch_size, w // self.patch_size) for h, w in sizes]
+        counts = [(gh // self.merge_size) * (gw // self.merge_size) for gh, gw in grids]
+        try:
+            ids = self.prompt_ids(text, counts)
+        except ValueError as exc:
+            raise ValueError(f"instruction {instruction!r}: {exc}") from None
         out: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        expected = sum((gh // self.merge_size) * (gw // self.merge_size) for gh, gw in grids)
-        found = int((ids == self.image_token_id).sum())
-        if found != expected:
-            raise ValueError(
-                f"instruction {instruction!r} produced {found} image tokens, expected {expected}; the "
-                f"instruction must not contain the image token {self._image_token!r}"
-            )
         if self.backbone_type == "eagle":
-            out.update(_pad_siglip2_images(pixels, grids, self.patch_size))
-        else:
-            out["pixel_values"] = (
-                torch.cat(pixels)
-                if pixels
-                else torch.zeros(0, 3 * self.temporal_patch_size * self.patch_size**2)
-            )
-            out["image_grid_thw"] = torch.tensor([[1, gh, gw] for gh, gw in grids], dtype=torch.long).reshape(
-                -1, 3
-            )
-            out["mm_token_type_ids"] = (ids == self.image_token_id).long()
+            out.update(_siglip2_inputs(arrays, sizes, grids, self.patch_size))
+            return out
+        pixels = []
+        for image, size in zip(arrays, sizes):
+            chw = resize_image(image, size, "torch").sub_(127.5).div_(127.5)  # fresh tensor
+            pixels.append(patchify_qwen3_vl(chw, self.patch_size, self.merge_size, self.temporal_patch_size))
+        out["pixel_values"] = (
+            torch.cat(pixels) if pixels else torch.zeros(0, 3 * self.temporal_patch_size * self.patch_size**2)
+        )
+        out["image_grid_thw"] = torch.tensor([[1, gh, gw] for gh, gw in grids], dtype=torch.long).reshape(-1, 3)
+        out["mm_token_type_ids"] = (ids == self.image_token_id).long()
         return out
 
     def collate(self, samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -317,20 +342,41 @@ class VLMInputBuilder:
         return collate_vlm_inputs(samples, pad_token_id=int(self.tokenizer.pad_token_id))
 
 
-def _pad_siglip2_images(
-    patches: list[torch.Tensor], grids: list[tuple[int, int]], patch: int
+def _resize_uint8_hwc(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 `[H, W, 3]` → uint8 `[h, w, 3]` by PIL bicubic (`resize_image`'s "pil" backend)."""
+    if image.dtype != np.uint8 or image.shape[2] != 3:
+        raise ValueError(
+            f"image of shape {tuple(image.shape)} and dtype {image.dtype}: expected uint8 [H, W, 3]"
+        )
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize((size[1], size[0]), resample=Image.Resampling.BICUBIC)
+    return np.asarray(resized)
+
+
+def _siglip2_inputs(
+    images: list[np.ndarray], sizes: list[tuple[int, int]], grids: list[tuple[int, int]], patch: int
 ) -> dict[str, torch.Tensor]:
+    """Eagle pixels in one pass per image: PIL bicubic resize, patchify on uint8 straight into the
+    float output (row, col, channel; channel fastest), normalise in place; zero padding after.
+
+    Equal to `resize_image(·, "pil")` → `normalize_pixels` → `patchify_siglip2` → padding.
+    """
     dim = 3 * patch * patch
-    p_max = max((p.shape[0] for p in patches), default=0)
-    if patches and all(p.shape[0] == p_max for p in patches):
-        values = torch.stack(patches)
-        mask = torch.ones(len(patches), p_max, dtype=torch.bool)
-    else:
-        values = torch.zeros(len(patches), p_max, dim)
-        mask = torch.zeros(len(patches), p_max, dtype=torch.bool)
-        for i, p in enumerate(patches):
-            values[i, : p.shape[0]] = p
-            mask[i, : p.shape[0]] = True
+    counts = [gh * gw for gh, gw in grids]
+    p_max = max(counts, default=0)
+    uniform = all(n == p_max for n in counts)
+    values = (torch.empty if uniform else torch.zeros)(len(images), p_max, dim)
+    mask = torch.zeros(len(images), p_max, dtype=torch.bool)
+    for i, (image, size, (gh, gw)) in enumerate(zip(images, sizes, grids)):
+        u8 = _resize_uint8_hwc(image, size)
+        if not u8.flags.writeable:  # PIL's array view; torch wants writable memory
+            u8 = u8.copy()
+        src = torch.from_numpy(u8).view(gh, patch, gw, patch, 3).permute(0, 2, 1, 3, 4)
+        dst = values[i, : gh * gw]
+        dst.view(gh, gw, patch, patch, 3).copy_(src)
+        dst.sub_(127.5).div_(127.5)
+        mask[i, : gh * gw] = True
     shapes = torch.tensor(grids, dtype=torch.long).reshape(-1, 2)
     return {"pixel_values": values, "pixel_attention_mask": mask, "spatial_shapes": shapes}
 

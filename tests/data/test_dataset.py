@@ -201,3 +201,65 @@ def test_mixture_dataset_from_mixture_file(demo_dataset_v3: Path, demo_dataset_v
     assert np.bincount(which).tolist() == [3 * per // 2, per // 2]
     s = data.raw(per + 5)  # first dataset's samples come first, then the second's
     assert (s["episode_index"], s["step"]) == (0, 5) and read_frame_code(s["video"]["front"][0]) == (0, 5)
+
+
+@pytest.fixture(scope="module")
+def augmenting(demo_dataset_v3: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(dataset root with stats, train-mode processor with crop, rotation and colour jitter)."""
+    from gr00t.data.image_transforms import ImageTransformConfig
+    from gr00t.data.processor import Gr00tProcessor
+    from gr00t.data.stats import load_stats
+    from gr00t.data.tokenizer import build_tiny_tokenizer
+    from gr00t.model.presets import load_preset
+
+    root = _with_stats(demo_dataset_v3, tmp_path_factory.mktemp("augment") / "demo")
+    stats, rel = load_stats(root, "new_embodiment")
+    images = ImageTransformConfig(size=64, rotation_degrees=10, brightness=0.3, contrast=0.3, hue=0.05)
+    processor = Gr00tProcessor.from_config(load_preset("n16_tiny"), [("new_embodiment", stats, rel)],
+                                           build_tiny_tokenizer(), images, training=True)
+    return root, processor
+
+
+def test_augmentation_is_keyed_by_sample_position(augmenting) -> None:
+    from gr00t.data.sampler import SampleIndex
+
+    root, processor = augmenting
+    data = MixtureDataset([Gr00tDataset(root, "new_embodiment", episodes=[0])], transform=processor)
+    a, again = data[SampleIndex(5, 0, 0, 3)], data[SampleIndex(5, 0, 0, 3)]
+    assert torch.equal(a["pixel_values"], again["pixel_values"])
+    for other in (SampleIndex(5, 0, 0, 4), SampleIndex(5, 0, 1, 3), SampleIndex(5, 1, 0, 3)):
+        b = data[other]  # same sample, drawn at another place (or by another seed): another augmentation
+        assert not torch.equal(a["pixel_values"], b["pixel_values"])
+        assert torch.equal(a["state"], b["state"]) and torch.equal(a["input_ids"], b["input_ids"])
+    plain = data[5]  # a plain index: keyed by (dataset seed, index), stable across reads
+    assert torch.equal(plain["pixel_values"], data[5]["pixel_values"])
+
+
+@pytest.mark.slow
+def test_augmented_samples_resume_exactly_with_any_worker_count(augmenting) -> None:
+    root, processor = augmenting
+    data = MixtureDataset([Gr00tDataset(root, "new_embodiment", episodes=[0, 1])], transform=processor)
+    kw = dict(sizes=data.sizes, seed=11, epoch_length=10, round_to=2)
+    batch = 2
+
+    def run(sampler: MixtureSampler, num_samples: int, workers: int) -> list[dict]:
+        out: list[dict] = []
+        while len(out) < num_samples:  # across epoch ends, as the trainer's endless sampler does
+            for b in DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=list):
+                out.extend(b)
+                sampler.advance(len(b))
+                if len(out) >= num_samples:
+                    break
+        return out
+
+    k, n = 6, 10  # resume mid-epoch 0; the tail crosses into epoch 1
+    uninterrupted = run(MixtureSampler(**kw), k + n, workers=2)
+    resumed_sampler = MixtureSampler(**kw)
+    resumed_sampler.load_state_dict(MixtureSampler(**kw).state_dict(consumed=k))
+    resumed = run(resumed_sampler, n, workers=1)
+    for got, want in zip(resumed, uninterrupted[k:], strict=True):
+        assert set(got) == set(want)
+        for key in got:
+            assert torch.equal(torch.as_tensor(got[key]), torch.as_tensor(want[key])), key
+    pv = [s["pixel_values"] for s in uninterrupted]
+    assert all(not torch.equal(pv[i], pv[j]) for i in range(len(pv)) for j in range(i))

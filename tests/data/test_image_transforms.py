@@ -117,3 +117,22 @@ def test_bad_input():
         tf({"front": np.zeros((2, 8, 8, 3), dtype=np.float32)})
     with pytest.raises(ValueError, match="crop_fraction"):
         ImageTransformConfig(crop_fraction=1.5)
+
+
+@pytest.mark.parametrize(
+    "hw, size, bound",
+    [((256, 256), 256, 1), ((240, 320), 128, 1), ((64, 64), 64, 1), ((96, 128), 256, 2), ((100, 90), 96, 2)],
+)
+def test_uint8_path_is_within_tolerance_of_float_path(hw, size, bound):
+    # bound 1: one rounded resampling (crop + enlarge, or a shrinking first resize); 2: two enlargements
+    frames = scene(*hw, t=2, seed=5)
+    tf = ImageTransform(ImageTransformConfig(size=size), train=True)
+    for d in (AugmentDraw(), AugmentDraw(crop_y=0.0, crop_x=1.0), tf.draw(3)):
+        fast, exact = tf.apply(frames, d), tf.apply(frames, d, exact=True)
+        assert fast.shape == exact.shape and fast.dtype == np.uint8
+        diff = np.abs(fast.astype(int) - exact.astype(int))
+        assert diff.max() <= bound and (diff > 1).mean() < 1e-3 and diff.mean() < 0.3
+    # rotation or colour jitter: always the float path
+    jitter = ImageTransform(ImageTransformConfig(size=size, rotation_degrees=5, brightness=0.2), train=True)
+    d = jitter.draw(1)
+    np.testing.assert_array_equal(jitter.apply(frames, d), jitter.apply(frames, d, exact=True))

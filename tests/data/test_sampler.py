@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gr00t.data.sampler import MixtureSampler, allocate_draws, permute
+from gr00t.data.sampler import MixtureSampler, SampleIndex, allocate_draws, permute, sample_rng
 
 
 class IndexDataset(Dataset):
@@ -198,3 +198,44 @@ def test_state_survives_torch_save(tmp_path) -> None:
     r = MixtureSampler([5, 6], seed=2)
     r.load_state_dict(torch.load(tmp_path / "s.pt"))
     assert r.epoch == 0 and list(r) == MixtureSampler([5, 6], seed=2).global_index(0, np.arange(6, 11)).tolist()
+
+
+class KeyDataset(Dataset):
+    """Returns what a worker receives: the index and the draw it carries."""
+
+    def __len__(self) -> int:
+        return 1000
+
+    def __getitem__(self, i: int) -> tuple[int, int, int, int, float]:
+        return int(i), i.seed, i.epoch, i.position, float(sample_rng(i).uniform())
+
+
+def test_indices_carry_their_draw_through_workers_and_resume() -> None:
+    kw = dict(sizes=[7, 5], seed=4, epoch_length=12, round_to=2)
+    s = MixtureSampler(**kw)
+    epoch0 = list(s)
+    assert [(k.seed, k.epoch, k.position) for k in epoch0] == [(4, 0, p) for p in range(12)]
+    assert [int(k) for k in epoch0] == s.global_index(0, np.arange(12)).tolist()
+    assert [k.epoch for k in s] == [1] * 12  # exhausted: the next pass is epoch 1
+    loader = DataLoader(KeyDataset(), batch_size=2, sampler=MixtureSampler(**kw), num_workers=2, collate_fn=list)
+    delivered = [row for b in loader for row in b]
+    assert delivered == [(int(k), 4, 0, k.position, float(sample_rng(k).uniform())) for k in epoch0]
+    # rank 1 of 2, resumed after 4 draws: positions 5, 7, 9, 11 of the same global order
+    r = MixtureSampler(**kw, rank=1, world_size=2)
+    r.load_state_dict(MixtureSampler(**kw).state_dict(consumed=4))
+    assert [(int(k), k.position) for k in r] == [(int(epoch0[p]), p) for p in (5, 7, 9, 11)]
+
+
+def test_sample_rng_depends_on_draw_not_on_index_alone() -> None:
+    def first(i: int) -> float:
+        return float(sample_rng(i).uniform())
+
+    assert first(SampleIndex(3, 0, 0, 5)) == first(SampleIndex(3, 0, 0, 5))
+    draws = {first(SampleIndex(3, 0, 0, 5)), first(SampleIndex(3, 0, 0, 6)), first(SampleIndex(3, 0, 1, 5)),
+             first(SampleIndex(3, 1, 0, 5)), first(3)}
+    assert len(draws) == 5
+    assert float(sample_rng(3, seed=2).uniform()) != first(3) == first(3)
+    k = SampleIndex(3, 1, 2, 5)
+    assert k == 3 and k + 1 == 4 and type(k + 1) is int and "position=5" in repr(k)
+    with pytest.raises(ValueError, match="non-negative"):
+        sample_rng(-1)

@@ -16,6 +16,7 @@ from gr00t.data.vlm_inputs import (
     collate_vlm_inputs,
     eagle_smart_resize,
     normalize_instruction,
+    normalize_pixels,
     patchify_qwen3_vl,
     patchify_siglip2,
     resize_image,
@@ -255,3 +256,44 @@ def test_builder_checks_tokenizer_against_config(tok):
         VLMInputBuilder.from_config(load_preset("n16"), tok)
     with pytest.raises(ValueError, match="backbone_type"):
         VLMInputBuilder(tok, backbone_type="llava")
+
+
+def _reference_ids(builder: VLMInputBuilder, text: str, counts: list[int]) -> torch.Tensor:
+    """Render and tokenise the whole prompt, as the builder did before it cached token ids."""
+    if builder.backbone_type == "eagle":
+        pieces = [f"<image {k + 1}><img>" + "<IMG_CONTEXT>" * n + "</img>" for k, n in enumerate(counts)]
+    else:
+        pieces = ["<|vision_start|>" + "<|image_pad|>" * n + "<|vision_end|>" for n in counts]
+    rendered = builder.render_prompt(text + "".join(pieces))
+    return torch.tensor(builder.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.parametrize("layout", ["eagle", "qwen"])
+def test_cached_prompt_ids_equal_uncached(layout, request):
+    builder = request.getfixturevalue(layout)
+    fresh = pickle.loads(pickle.dumps(builder))  # pickling drops the cache
+    assert len(fresh._prompt_cache) == 0
+    shapes = [[(56, 84)], [(56, 84), (84, 56)], [(96, 128), (96, 128), (56, 56)], []]
+    for instruction in ["Pick up the RED apple, then stop!", "go", "image 2 <image 1> left", "Open the door."]:
+        for sizes in shapes:
+            imgs = [_image(i, h, w) for i, (h, w) in enumerate(sizes)]
+            counts = [fresh.num_image_tokens(h, w) for h, w in sizes]
+            want = _reference_ids(fresh, normalize_instruction(instruction), counts)
+            first, second = fresh(instruction, imgs), fresh(instruction, imgs)  # miss, then hit
+            assert torch.equal(first["input_ids"], want) and torch.equal(second["input_ids"], want)
+            second["input_ids"][0] = -1  # callers own their tensors; the cache is untouched
+            assert torch.equal(fresh(instruction, imgs)["input_ids"], want)
+    assert len(fresh._prompt_cache) == 4 * len(shapes)  # one entry per (instruction, layout)
+
+
+def test_eagle_pixels_equal_reference_pipeline(eagle):
+    imgs = [_image(20, 256, 256), _image(21, 96, 128), _image(22, 56, 84), _image(23, 243, 301)]
+    s = eagle("x", imgs)
+    p_max = s["pixel_values"].shape[1]
+    for i, img in enumerate(imgs):
+        size = eagle.target_size(*img.shape[:2])
+        ref = patchify_siglip2(normalize_pixels(resize_image(img, size, "pil")), 14)
+        n = ref.shape[0]
+        assert torch.equal(s["pixel_values"][i, :n], ref)
+        assert (s["pixel_values"][i, n:] == 0).all() and n <= p_max
+        assert s["pixel_attention_mask"][i].tolist() == [True] * n + [False] * (p_max - n)
