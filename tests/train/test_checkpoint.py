@@ -1,0 +1,102 @@
+"""Checkpoint folders: atomic publication, newest-complete discovery, clean-up and rotation.
+
+The crash-during-write and resume-exactness tests run the real trainer in subprocesses (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from gr00t.train import checkpoint as ckpt
+
+
+def _fake_written(run_dir: Path, step: int, pid: int = 4242) -> Path:
+    tmp = ckpt.temp_checkpoint_dir(run_dir, step, pid)
+    tmp.mkdir(parents=True)
+    (tmp / "model.safetensors").write_bytes(b"weights-%d" % step)
+    return tmp
+
+
+def test_publish_renames_and_marks_complete(tmp_path: Path) -> None:
+    tmp = _fake_written(tmp_path, 10)
+    assert ckpt.latest_checkpoint(tmp_path) is None  # a temp folder is never a checkpoint
+    final = ckpt.publish(tmp, 10)
+    assert final == tmp_path / "checkpoint-10"
+    assert not tmp.exists()
+    assert ckpt.is_complete(final)
+    assert json.loads((final / ckpt.COMPLETE_MARKER).read_text())["step"] == 10
+    assert (final / "model.safetensors").read_bytes() == b"weights-10"
+    assert ckpt.latest_checkpoint(tmp_path) == final
+
+
+def test_latest_ignores_incomplete_and_orders_numerically(tmp_path: Path) -> None:
+    for step in (2, 10, 9):
+        ckpt.publish(_fake_written(tmp_path, step), step)
+    (tmp_path / "checkpoint-100").mkdir()  # final name but no marker: a crash mid-rename/delete
+    _fake_written(tmp_path, 200)  # being written
+    (tmp_path / "checkpoint-final").mkdir()  # not ours
+    (tmp_path / "checkpoint-300").write_text("a file, not a folder")
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-9", "checkpoint-10"]
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+    incomplete = {p.name for p in ckpt.incomplete_checkpoints(tmp_path)}
+    assert incomplete == {"checkpoint-100", "checkpoint-200.tmp-4242"}
+    removed = ckpt.remove_incomplete(tmp_path)
+    assert {p.name for p in removed} == incomplete
+    assert not (tmp_path / "checkpoint-100").exists() and not (tmp_path / "checkpoint-200.tmp-4242").exists()
+    assert (tmp_path / "checkpoint-final").exists() and (tmp_path / "checkpoint-10").exists()
+
+
+def test_rotate_keeps_newest(tmp_path: Path) -> None:
+    for step in (1, 2, 3, 4, 5):
+        ckpt.publish(_fake_written(tmp_path, step), step)
+    removed = ckpt.rotate(tmp_path, keep=2)
+    assert [p.name for p in removed] == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-5"]
+    assert ckpt.rotate(tmp_path, keep=None) == [] and ckpt.rotate(tmp_path, keep=0) == []
+    assert len(ckpt.list_checkpoints(tmp_path)) == 2
+
+
+def test_republishing_a_step_replaces_it(tmp_path: Path) -> None:
+    ckpt.publish(_fake_written(tmp_path, 7, pid=1), 7)
+    tmp = ckpt.temp_checkpoint_dir(tmp_path, 7, 2)
+    tmp.mkdir()
+    (tmp / "model.safetensors").write_bytes(b"newer")
+    final = ckpt.publish(tmp, 7)
+    assert (final / "model.safetensors").read_bytes() == b"newer"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-7"]
+
+
+def test_archive_for_fresh_start(tmp_path: Path) -> None:
+    ckpt.publish(_fake_written(tmp_path, 3), 3)
+    _fake_written(tmp_path, 4)
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    dest = ckpt.archive_checkpoints(tmp_path)
+    assert dest is not None and dest.name.startswith("superseded-")
+    assert ckpt.list_checkpoints(tmp_path) == [] and ckpt.incomplete_checkpoints(tmp_path) == []
+    assert (dest / "checkpoint-3" / ckpt.COMPLETE_MARKER).is_file() and (dest / "metrics.jsonl").is_file()
+    assert ckpt.archive_checkpoints(tmp_path) is None
+
+
+def test_helpers_reject_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        ckpt.checkpoint_step(tmp_path / "weights")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ckpt.publish(tmp_path / "checkpoint-1.tmp-1", 1)
+    bad = tmp_path / "checkpoint-5"
+    bad.mkdir()
+    (bad / ckpt.DATA_STATE_NAME).write_text("{not json")
+    with pytest.raises(ValueError, match="data_state.json"):
+        ckpt.read_data_state(bad)
+    assert ckpt.read_data_state(tmp_path) is None
+
+
+def test_atomic_json_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    ckpt.write_json_atomic(target, {"a": 1})
+    ckpt.write_json_atomic(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert os.listdir(tmp_path) == ["x.json"]
