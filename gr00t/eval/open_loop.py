@@ -1,0 +1,221 @@
+"""Open-loop evaluation (SPEC-N16 §4): replay recorded episodes through a policy.
+
+For each episode the policy is queried at steps 0, k, 2k, … (k = `action_horizon`, by default the
+embodiment's horizon) with the recorded observation of that step; the first k steps of each returned
+chunk are compared with the recorded actions of the same steps. Steps after the last query whose
+action window fits in the episode are not evaluated. Errors are in the dataset's own units
+(absolute, un-normalised): MSE and MAE per action key, per dimension, and over all keys.
+
+The policy is anything with ``get_action(observation, options)``: a local `Gr00tPolicy` (returns the
+action dict) or a `PolicyClient` talking to `gr00t-serve` (returns ``(action, info)``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gr00t.eval.plots import plot_episode
+
+logger = logging.getLogger(__name__)
+
+ActionFn = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, np.ndarray]]
+
+
+def as_action_fn(policy: Any) -> ActionFn:
+    """Adapt a policy or client so that it returns just the action dict."""
+
+    def act(observation: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        result = policy.get_action(observation, options)
+        if isinstance(result, tuple) and len(result) == 2:
+            result = result[0]
+        if not isinstance(result, Mapping):
+            raise TypeError(f"policy returned {type(result).__name__}, expected an action dict")
+        return dict(result)
+
+    return act
+
+
+@dataclass
+class EpisodeResult:
+    """Predicted and recorded actions of one episode, `[N, D]` per key, and where the policy was queried."""
+
+    episode_index: int
+    query_steps: list[int]
+    predicted: dict[str, np.ndarray]
+    ground_truth: dict[str, np.ndarray]
+    plot: Path | None = None
+
+    @property
+    def num_steps(self) -> int:
+        return len(next(iter(self.ground_truth.values())))
+
+
+@dataclass
+class OpenLoopReport:
+    """Per-episode results and the aggregate errors."""
+
+    episodes: list[EpisodeResult]
+    action_horizon: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action_horizon": self.action_horizon,
+            "metrics": self.metrics,
+            "episodes": [
+                {
+                    "episode_index": e.episode_index,
+                    "num_steps": e.num_steps,
+                    "query_steps": e.query_steps,
+                    "metrics": error_metrics(e.predicted, e.ground_truth),
+                    "plot": str(e.plot) if e.plot else None,
+                }
+                for e in self.episodes
+            ],
+        }
+
+
+def error_metrics(
+    predicted: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """``{"per_key": {key: {mse, mae, mse_per_dim, mae_per_dim}}, "mse": all keys, "mae": all keys}``."""
+    per_key: dict[str, Any] = {}
+    sq_all, abs_all = [], []
+    for key, gt in ground_truth.items():
+        pred = np.asarray(predicted[key], dtype=np.float64)
+        gt = np.asarray(gt, dtype=np.float64)
+        if pred.shape != gt.shape:
+            raise ValueError(f"action key {key!r}: predicted {pred.shape} vs ground truth {gt.shape}")
+        err = pred - gt
+        per_key[key] = {
+            "mse": float(np.mean(err**2)),
+            "mae": float(np.mean(np.abs(err))),
+            "mse_per_dim": np.mean(err**2, axis=0).tolist(),
+            "mae_per_dim": np.mean(np.abs(err), axis=0).tolist(),
+        }
+        sq_all.append((err**2).ravel())
+        abs_all.append(np.abs(err).ravel())
+    return {
+        "per_key": per_key,
+        "mse": float(np.mean(np.concatenate(sq_all))),
+        "mae": float(np.mean(np.concatenate(abs_all))),
+    }
+
+
+def observation_from_sample(sample: Mapping[str, Any], language_key: str) -> dict[str, Any]:
+    """A batched (B = 1) policy observation from a raw dataset sample."""
+    return {
+        "video": {k: np.ascontiguousarray(v)[None] for k, v in sample["video"].items()},
+        "state": {k: np.asarray(v, dtype=np.float32)[None] for k, v in sample["state"].items()},
+        "language": {language_key: [[str(sample["language"])]]},
+    }
+
+
+def evaluate_episode(
+    act: ActionFn,
+    dataset: Any,
+    episode: int,
+    action_horizon: int | None = None,
+    max_steps: int | None = None,
+    seed: int | None = 0,
+) -> EpisodeResult:
+    """Replay one episode of a `Gr00tDataset`, querying every `action_horizon` steps."""
+    emb = dataset.embodiment
+    horizon = emb.action_horizon
+    k = horizon if action_horizon is None else int(action_horizon)
+    if not 1 <= k <= horizon:
+        raise ValueError(f"action_horizon={k}: expected 1..{horizon} (the embodiment's chunk length)")
+    if list(emb.action.delta_indices) != list(range(horizon)):
+        raise ValueError(
+            f"open-loop evaluation needs action delta_indices 0..{horizon - 1}, got {emb.action.delta_indices}"
+        )
+    pos = dataset.episode_indices.index(episode)
+    length = dataset.episode_lengths[pos]
+    last_query = length - horizon
+    if max_steps is not None:
+        last_query = min(last_query, int(max_steps) - k)
+    queries = list(range(0, last_query + 1, k))
+    if not queries:
+        raise ValueError(f"episode {episode} ({length} steps) is too short for one {horizon}-step chunk")
+    preds: dict[str, list[np.ndarray]] = {key: [] for key in emb.action.keys}
+    truth: dict[str, list[np.ndarray]] = {key: [] for key in emb.action.keys}
+    for i, step in enumerate(queries):
+        sample = dataset.sample(episode, step)
+        obs = observation_from_sample(sample, emb.language.keys[0])
+        options = None if seed is None else {"seed": int(seed) + i}
+        action = act(obs, options)
+        for key in emb.action.keys:
+            if key not in action:
+                raise KeyError(f"policy answer lacks action key {key!r} (got {sorted(action)})")
+            chunk = np.asarray(action[key], dtype=np.float32)
+            if chunk.ndim != 3 or chunk.shape[0] != 1 or chunk.shape[1] < k:
+                raise ValueError(f"action {key!r}: expected [1, >={k}, D], got {chunk.shape}")
+            preds[key].append(chunk[0, :k])
+            truth[key].append(np.asarray(sample["action"][key], dtype=np.float32)[:k])
+    return EpisodeResult(
+        episode_index=episode,
+        query_steps=queries,
+        predicted={key: np.concatenate(v) for key, v in preds.items()},
+        ground_truth={key: np.concatenate(v) for key, v in truth.items()},
+    )
+
+
+def run_open_loop(
+    act: ActionFn,
+    dataset: Any,
+    episodes: Sequence[int] | None = None,
+    action_horizon: int | None = None,
+    max_steps: int | None = None,
+    plot_dir: str | Path | None = None,
+    seed: int | None = 0,
+) -> OpenLoopReport:
+    """Evaluate several episodes (default: all) and aggregate their errors over every evaluated step."""
+    chosen = list(dataset.episode_indices if episodes is None else episodes)
+    unknown = sorted(set(chosen) - set(dataset.episode_indices))
+    if unknown:
+        raise ValueError(f"episodes {unknown} are not in {dataset.root} (usable: {dataset.episode_indices})")
+    results = []
+    for ep in chosen:
+        res = evaluate_episode(act, dataset, ep, action_horizon, max_steps, seed)
+        if plot_dir is not None:
+            res.plot = plot_episode(
+                res.predicted,
+                res.ground_truth,
+                res.query_steps,
+                Path(plot_dir) / f"episode_{ep:06d}.png",
+                title=f"episode {ep}: predicted vs ground truth",
+            )
+        m = error_metrics(res.predicted, res.ground_truth)
+        logger.info("episode %d: %d steps, MSE %.6g, MAE %.6g", ep, res.num_steps, m["mse"], m["mae"])
+        results.append(res)
+    keys = list(results[0].ground_truth)
+    metrics = error_metrics(
+        {k: np.concatenate([r.predicted[k] for r in results]) for k in keys},
+        {k: np.concatenate([r.ground_truth[k] for r in results]) for k in keys},
+    )
+    horizon = dataset.embodiment.action_horizon if action_horizon is None else int(action_horizon)
+    return OpenLoopReport(results, horizon, metrics)
+
+
+def write_report(report: OpenLoopReport, path: str | Path) -> Path:
+    """Write the report as JSON (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(report.to_dict(), fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
