@@ -263,7 +263,7 @@ def default_modality(info: dict) -> dict:
 
     State/action: one group per named sub-list when `names` is a dict of lists, else the whole
     vector as one group; extra vector features `observation.state.<x>` / `action.<x>` become
-    groups `<x>`. Videos keep their names without the `observation.images.` prefix. Language:
+    groups `<x>`. Cameras (video and image features) keep their names without the `observation.images.` prefix. Language:
     `annotation.*` columns, else `task_index`.
     """
     features = info.get("features", {})
@@ -284,7 +284,7 @@ def default_modality(info: dict) -> dict:
                     group = f"{key}.{group}"
                 out[modality][group] = spec
     for key, feature in features.items():
-        if feature.get("dtype") == "video":
+        if feature.get("dtype") in ("video", "image"):
             name = key[len("observation.images.") :] if key.startswith("observation.images.") else key
             out["video"][name] = {"original_key": key}
     for key in features:

@@ -8,6 +8,7 @@ only supply the version-specific file layout.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import warnings
@@ -114,6 +115,8 @@ class LeRobotReader(ABC):
             raise LeRobotFormatError(f"{self.root / INFO_PATH}: fps must be > 0, got {self.info['fps']!r}")
         self.features: dict = self.info["features"]
         self.video_keys: list[str] = [k for k, f in self.features.items() if f.get("dtype") == "video"]
+        # LeRobot "image" features: one PNG per row inside the parquet data (struct<bytes, path>).
+        self.image_keys: list[str] = [k for k, f in self.features.items() if f.get("dtype") == "image"]
         if self.video_keys and not self.info.get("video_path"):
             raise LeRobotFormatError(
                 f"{self.root / INFO_PATH}: features {self.video_keys} are videos but 'video_path' is not set"
@@ -305,20 +308,70 @@ class LeRobotReader(ABC):
                 f"{idx[(idx < 0) | (idx >= ep.length)].tolist()[:5]} are out of range"
             )
         key = video_key if video_key is not None else (self.video_keys[0] if self.video_keys else None)
-        offset = self.video_location(ep.episode_index, key)[1] if key is not None else 0.0
+        offset = (self.video_location(ep.episode_index, key)[1]
+                  if key is not None and key not in self.image_keys else 0.0)
         if "timestamp" in self.features:
             ts = self.episode_data(ep.episode_index, ["timestamp"])["timestamp"].astype(np.float64)
             ts = ts.reshape(len(ts), -1)[:, 0]
             return offset + ts[idx]
         return offset + idx / self.fps
 
+    @property
+    def camera_keys(self) -> list[str]:
+        """Every camera feature: mp4 videos first, then images stored in the parquet data."""
+        return self.video_keys + self.image_keys
+
     def _check_video_key(self, video_key: str) -> None:
+        if video_key in self.image_keys:
+            raise KeyError(
+                f"{self.root}: {video_key!r} is an image feature (PNG frames inside the parquet data, not an "
+                f"mp4): it has no video file; read it with decode_frames/decode_segment"
+            )
         if video_key not in self.video_keys:
-            raise KeyError(f"{self.root}: no video feature {video_key!r}; video features: {self.video_keys}")
+            raise KeyError(f"{self.root}: no video feature {video_key!r}; video features: {self.video_keys}"
+                           + (f", image features: {self.image_keys}" if self.image_keys else ""))
+
+    def decode_images(self, episode: int, image_key: str, indices) -> np.ndarray:
+        """Frames `indices` of an image feature (PNG/JPEG bytes in the parquet rows) → uint8 [T, H, W, 3]."""
+        from PIL import Image
+
+        if image_key not in self.image_keys:
+            raise KeyError(f"{self.root}: no image feature {image_key!r}; image features: {self.image_keys}")
+        ep = self.episode(episode)
+        idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= ep.length):
+            raise IndexError(
+                f"{self.root}: episode {ep.episode_index} has {ep.length} frames; frame indices "
+                f"{idx[(idx < 0) | (idx >= ep.length)].tolist()[:5]} are out of range"
+            )
+        path = self.data_path(ep.episode_index)
+        start, _ = self._episode_rows(ep.episode_index)
+        cells = self._read_columns(path, [image_key], ep.episode_index)[image_key]
+        out = []
+        for i in idx.tolist():
+            cell = cells[start + i]
+            where = f"{path}: episode {ep.episode_index}, {image_key!r}, frame {i}"
+            data = cell.get("bytes") if isinstance(cell, dict) else cell
+            if data is None and isinstance(cell, dict) and cell.get("path"):
+                file = Path(cell["path"])
+                file = file if file.is_absolute() else self.root / file
+                if not file.is_file():
+                    raise video_lib.VideoDecodeError(f"{where}: no embedded image bytes and {file} does not exist")
+                data = file.read_bytes()
+            if not isinstance(data, (bytes, bytearray)):
+                raise video_lib.VideoDecodeError(f"{where}: expected image bytes, got {type(data).__name__}")
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    out.append(np.asarray(img.convert("RGB")))
+            except Exception as err:  # noqa: BLE001 - PIL raises many types for corrupt data
+                raise video_lib.VideoDecodeError(f"{where}: cannot decode image: {err}") from err
+        return np.stack(out)
 
     def decode_frames(self, episode: int, video_key: str, indices, backend: str = "auto",
                       tolerance_s: float = video_lib.DEFAULT_TOLERANCE_S) -> np.ndarray:
-        """Frames `indices` of one episode's camera → uint8 [T, H, W, 3]."""
+        """Frames `indices` of one episode's camera → uint8 [T, H, W, 3] (mp4 videos or image features)."""
+        if video_key in self.image_keys:
+            return self.decode_images(episode, video_key, indices)
         self._check_video_key(video_key)
         path, _ = self.video_location(episode, video_key)
         ts = self.frame_timestamps(episode, indices, video_key)
@@ -328,11 +381,13 @@ class LeRobotReader(ABC):
     def decode_segment(self, episode: int, video_key: str, start: int, stop: int, backend: str = "auto",
                        tolerance_s: float = video_lib.DEFAULT_TOLERANCE_S) -> np.ndarray:
         """Consecutive frames [start, stop) of one episode's camera, decoded sequentially."""
-        self._check_video_key(video_key)
         if not 0 <= start < stop <= self.episode_length(episode):
             raise IndexError(
                 f"{self.root}: episode {episode}: segment [{start}, {stop}) outside [0, {self.episode_length(episode)})"
             )
+        if video_key in self.image_keys:
+            return self.decode_images(episode, video_key, np.arange(start, stop))
+        self._check_video_key(video_key)
         path, _ = self.video_location(episode, video_key)
         t0 = self.frame_timestamps(episode, [start], video_key)[0]
         return video_lib.decode_segment(path, t0, stop - start, backend=backend, tolerance_s=tolerance_s,
@@ -340,4 +395,5 @@ class LeRobotReader(ABC):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, version={self.version!r}, "
-                f"episodes={self.num_episodes}, frames={self.total_frames}, videos={self.video_keys})")
+                f"episodes={self.num_episodes}, frames={self.total_frames}, videos={self.video_keys}"
+                + (f", images={self.image_keys}" if self.image_keys else "") + ")")
