@@ -1,0 +1,183 @@
+"""`gr00t.train.build`: turning the resolved config into data, settings and a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from gr00t.cli.common import validate_overrides
+from gr00t.train import build
+from gr00t.train.build import BuildError, DistInfo
+
+ONE = DistInfo(rank=0, world_size=1, local_rank=0)
+
+
+def _cfg(*overrides: str, recipe: str = "finetune_n16"):
+    return validate_overrides(recipe, list(overrides))
+
+
+def test_global_batch_is_split_over_processes():
+    cfg = _cfg("data=x", "trainer.global_batch_size=64")
+    s = build.trainer_settings(cfg, DistInfo(rank=0, world_size=8, local_rank=0))
+    assert s["per_device_batch_size"] == 8
+    assert "global_batch_size" not in s
+    assert s["seed"] == 42 and s["preemption_signals"] == ["SIGTERM", "SIGUSR1"]
+    s2 = build.trainer_settings(_cfg("data=x", "trainer.global_batch_size=64", "trainer.gradient_accumulation_steps=4"),
+                                DistInfo(rank=0, world_size=2, local_rank=0))
+    assert s2["per_device_batch_size"] == 8
+
+
+def test_indivisible_global_batch_is_an_error():
+    cfg = _cfg("data=x", "trainer.global_batch_size=10")
+    with pytest.raises(BuildError, match=r"global_batch_size=10 is not divisible by 4 processes"):
+        build.trainer_settings(cfg, DistInfo(rank=0, world_size=4, local_rank=0))
+
+
+def test_explicit_per_device_batch_wins():
+    cfg = _cfg("data=x", "trainer.per_device_batch_size=3")
+    assert build.trainer_settings(cfg, DistInfo(rank=0, world_size=4, local_rank=0))["per_device_batch_size"] == 3
+
+
+@pytest.mark.slow  # imports transformers + deepspeed (~10 s)
+def test_trainer_settings_are_accepted_by_the_trainer():
+    from gr00t.train.trainer import TrainingSettings
+
+    for recipe, extra in (("finetune_n16", ["data=x"]), ("pretrain_n16", []), ("demo", [])):
+        settings = TrainingSettings.from_dict(build.trainer_settings(_cfg(*extra, recipe=recipe), ONE))
+        assert settings.max_steps >= 1
+
+
+def test_single_dataset_and_embodiment(demo_dataset_v3):
+    cfg = _cfg(f"data={demo_dataset_v3}", "embodiment.action.horizon=8")
+    main = build.main_embodiment(cfg)
+    assert main.tag == "new_embodiment" and main.action_horizon == 8  # command-line override applied
+    mixture = build.resolve_mixture(cfg, main.name, ONE)
+    assert [e.path for e in mixture.entries] == [demo_dataset_v3]
+    embs = build.mixture_embodiments(mixture, main)
+    assert list(embs.values())[0] is main
+
+
+def test_cotraining_mixes_a_named_mixture(tmp_path, demo_dataset_v3):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "demo").symlink_to(demo_dataset_v3)
+    cfg = _cfg(f"data={demo_dataset_v3}", "cotrain.mixture=demo", "cotrain.ratio=0.25", f"data_root={root}")
+    mixture = build.resolve_mixture(cfg, "new_embodiment", ONE)
+    assert [round(e.weight, 6) for e in mixture.entries] == [0.75, 0.25]
+    with pytest.raises(BuildError, match="cotrain.ratio=1.5"):
+        build.resolve_mixture(_cfg(f"data={demo_dataset_v3}", "cotrain.mixture=demo", "cotrain.ratio=1.5",
+                                   f"data_root={root}"), "new_embodiment", ONE)
+    with pytest.raises(BuildError, match="needs cotrain.mixture"):
+        build.resolve_mixture(_cfg(f"data={demo_dataset_v3}", "cotrain.ratio=0.5"), "new_embodiment", ONE)
+
+
+def test_missing_data_is_reported(tmp_path):
+    with pytest.raises(BuildError, match="data=\\?\\?\\?"):
+        build.resolve_mixture(_cfg(), "new_embodiment", ONE)
+    with pytest.raises(BuildError, match="not found"):
+        build.resolve_mixture(_cfg("data=pretrain_n16", f"data_root={tmp_path}", recipe="pretrain_n16"), None, ONE)
+
+
+def test_data_demo_writes_the_demo_dataset_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    import gr00t.data.demo as demo
+
+    real = demo.write_demo_dataset
+
+    def counting(root, *a, **k):
+        calls.append(root)
+        return real(root, *a, num_episodes=2, episode_length=20, **k)
+
+    monkeypatch.setattr(demo, "write_demo_dataset", counting)
+    cfg = _cfg("data=demo", "demo_dir=my_demo")
+    mixture = build.resolve_mixture(cfg, "new_embodiment", ONE)
+    assert mixture.entries[0].path == (tmp_path / "my_demo").resolve()
+    assert (tmp_path / "my_demo" / "meta" / "info.json").is_file()
+    build.resolve_mixture(cfg, "new_embodiment", ONE)  # present: not written again
+    assert len(calls) == 1
+
+
+def test_demo_dir_that_holds_something_else_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo_data").mkdir()
+    (tmp_path / "demo_data" / "notes.txt").write_text("mine")
+    with pytest.raises(BuildError, match="holds no demo dataset"):
+        build.resolve_mixture(_cfg("data=demo"), "new_embodiment", ONE)
+
+
+def test_model_from_preset_applies_recipe_switches():
+    model, source = build.build_model(_cfg("data=x", "model=n16_tiny", "model.state_dropout_prob=0.3"))
+    assert source["preset"] == "n16_tiny"
+    assert model.config.use_relative_action is True and model.config.state_dropout_prob == 0.3
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    # top tune_top_llm_layers (1 for the tiny preset, of select_layer 2) LLM layers train; the rest is frozen
+    assert any(".layers.1." in n for n in trainable if "language_model" in n)
+    assert not any(".layers.0." in n for n in trainable if "language_model" in n)
+
+
+def test_model_from_base_checkpoint(tmp_path):
+    from gr00t.model.gr00t_n16 import Gr00tN16Model
+    from gr00t.model.presets import load_preset
+
+    base = tmp_path / "run" / "checkpoint-3"
+    original = Gr00tN16Model(load_preset("n16_tiny", action_horizon=8))
+    original.save_pretrained(base)
+    (base / "COMPLETE").write_text("{}")
+    # a run directory resolves to its newest complete checkpoint
+    assert build.resolve_base_checkpoint(tmp_path / "run") == base
+    cfg = _cfg("data=x", "model=n16_tiny", f"base={tmp_path / 'run'}", "model.state_dropout_prob=0.7")
+    model, source = build.build_model(cfg)
+    assert source["base"] == str(base)
+    assert model.config.action_horizon == 8  # architecture from the checkpoint, not the preset's 16
+    assert model.config.state_dropout_prob == 0.7 and model.config.use_relative_action is True
+    loaded = model.state_dict()
+    for name, a in original.state_dict().items():  # every saved weight is loaded unchanged
+        assert a.equal(loaded[name]), name
+    with pytest.raises(BuildError, match="no such checkpoint"):
+        build.resolve_base_checkpoint(tmp_path / "nope")
+    with pytest.raises(BuildError, match="no config.json and no complete checkpoint"):
+        build.resolve_base_checkpoint(tmp_path)
+
+
+def test_processed_mixture_is_deterministic_per_index(demo_dataset_v3):
+    cfg = _cfg(f"data={demo_dataset_v3}", "model=n16_tiny", "image.size=64", "image.rotation_degrees=5")
+    main = build.main_embodiment(cfg)
+    mixture = build.resolve_mixture(cfg, main.name, ONE)
+    embs = build.mixture_embodiments(mixture, main)
+    stats = build.ensure_all_stats(mixture, embs, ONE)
+    from gr00t.model.presets import config_from_dict
+
+    fields = OmegaConf.to_container(cfg.model)
+    model_config = config_from_dict(fields)
+    processor = build.build_processor(cfg, model_config, embs, stats)
+    ds = build.ProcessedMixture(build.build_datasets(mixture, embs), processor, seed=1)
+    a, b = ds[5], ds[5]
+    assert a["pixel_values"].equal(b["pixel_values"])  # same augmentation for the same index and seed
+    other = build.ProcessedMixture(ds.datasets, processor, seed=2)[5]
+    assert not other["pixel_values"].equal(a["pixel_values"])
+    assert a["embodiment_id"] == 10
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_unknown_base_architecture_override_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "explicit_model_overrides", lambda: {"action_horizon"})
+    from gr00t.model.gr00t_n16 import Gr00tN16Model
+    from gr00t.model.presets import load_preset
+
+    Gr00tN16Model(load_preset("n16_tiny")).save_pretrained(tmp_path / "ck")
+    with pytest.raises(BuildError, match="model.action_horizon cannot change when finetuning"):
+        build.build_model(_cfg("data=x", "model=n16_tiny", f"base={tmp_path / 'ck'}"))
+
+
+def test_tokenizer_auto_needs_a_tokenizer_for_full_size_models():
+    from gr00t.model.presets import load_preset
+
+    with pytest.raises(BuildError, match="pass tokenizer="):
+        build.resolve_tokenizer(_cfg("data=x"), load_preset("n16"))
+    tok = build.resolve_tokenizer(_cfg("data=x", "model=n16_tiny"), load_preset("n16_tiny"))
+    assert tok.convert_tokens_to_ids("<IMG_CONTEXT>") == 1000
+    assert isinstance(Path(".").resolve(), Path)
