@@ -32,6 +32,7 @@ from gr00t.model.action_head import FlowMatchingActionHead, RealTimeChunking
 from gr00t.model.backbones import build_backbone, ignored_checkpoint_keys
 from gr00t.model.config import Gr00tN16Config
 from gr00t.model.embodiment_layers import CategorySpecificLinear
+from gr00t.model.reference_checkpoint import prepare_from_pretrained_kwargs
 
 HEAD_INPUT_KEYS = frozenset({"state", "action", "action_mask", "embodiment_id"})
 BACKBONE_INPUT_KEYS = {
@@ -136,7 +137,11 @@ class Gr00tN16Model(PreTrainedModel):
         the dtype it has in the safetensors file, so a bf16 model with fp32 trainable backbone
         parameters round-trips exactly. Loading replaces parameters (resetting `requires_grad`), so
         the flags — including overrides passed as kwargs, e.g. `tune_visual=True` — are applied again.
+        A reference (NVIDIA `Gr00tN1d6`) checkpoint folder loads too, its config converted.
         """
+        # A folder written by NVIDIA's reference code gets its config.json converted (see
+        # gr00t.model.reference_checkpoint); other folders pass through unchanged.
+        kwargs = prepare_from_pretrained_kwargs(pretrained_model_name_or_path, kwargs)
         keep_stored = "dtype" not in kwargs and "torch_dtype" not in kwargs
         if keep_stored:
             kwargs["dtype"] = torch.float32
