@@ -5,9 +5,10 @@ A sample is one step ``t`` of one episode with its windows: video and state at `
 actions at ``t + action delta`` (``t … t+H−1``). Valid steps are those whose action window lies in
 the episode: ``0 … len − H`` for the usual ``range(H)``. Samples are numbered episode by episode.
 
-Memory: only the frames a sample needs are decoded (`gr00t.data.video.decode_frames`, decoders
-cached per worker process); numeric columns are read per episode (a few KB–MB) and kept in a small
-per-process LRU cache. Nothing scales with the length of an episode's video.
+Memory: only the frames a sample needs are decoded, through the reader (`decode_frames` /
+`decode_segment`), so cameras may be mp4 videos (decoders cached per worker process) or LeRobot
+image features stored in the parquet rows; numeric columns are read per episode (a few KB–MB)
+and kept in a small per-process LRU cache. Nothing scales with the length of an episode's video.
 
 `MixtureDataset` concatenates datasets (global index = offset + local index, as the
 `MixtureSampler` expects) and optionally applies a processor in the worker.
@@ -32,7 +33,6 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.sampler import MixtureSampler, hash64, permute, sample_rng
-from gr00t.data.video import decode_frames, decode_segment
 
 EPISODE_CACHE_BYTES = 64 * 2**20  # numeric columns of recently used episodes, per process
 
@@ -197,14 +197,9 @@ class Gr00tDataset(Dataset):
         return name, str(_get(annotations[name], "original_key"))
 
     def _frames(self, ep: _Episode, view: str, rows: np.ndarray) -> np.ndarray:
+        # The reader knows whether the camera is an mp4 video or an image feature in the parquet rows.
         original = _video_key(self.modality, view)
-        path, offset = self.reader.video_location(ep.index, original)
-        return decode_frames(
-            path,
-            offset + ep.timestamps[rows],
-            backend=self.video_backend,
-            context=f"{self.root}: episode {ep.index}, {original}",
-        )
+        return self.reader.decode_frames(ep.index, original, rows, backend=self.video_backend)
 
     def sample(self, episode: int, step: int, with_video: bool | None = None) -> dict[str, Any]:
         """The raw sample at (episode, step)."""
@@ -245,11 +240,7 @@ class Gr00tDataset(Dataset):
         if self.load_video:
             for view in emb.video.keys:
                 original = _video_key(self.modality, view)
-                path, offset = self.reader.video_location(ep.index, original)
-                frames[view] = decode_segment(
-                    path, offset + ep.timestamps[lo], hi - lo + 1, backend=self.video_backend,
-                    context=f"{self.root}: episode {ep.index}, {original}",
-                )
+                frames[view] = self.reader.decode_segment(ep.index, original, lo, hi + 1, backend=self.video_backend)
         out = []
         for step in range(first_step, first_step + num_steps):
             s = self.sample(episode, step, with_video=False)

@@ -3,7 +3,8 @@
 Files (written atomically, merged into what is already there):
 - `meta/stats.json` — LeRobot layout, one entry per parquet column (`observation.state`, `action`,
   ...) with `mean`, `std`, `min`, `max`, `q01`, `q99` (lists over the column's dims) and `count`.
-  Other entries (e.g. LeRobot's image statistics) are kept. Group statistics are slices of these
+  Other entries (e.g. LeRobot's image statistics) and other stats of the same entry (e.g. LeRobot's
+  q10/q50/q90) are kept. Group statistics are slices of these
   through `meta/modality.json`.
 - `meta/relative_stats.json` — for the relative action groups of one embodiment: per group, arrays
   [H, D] over every valid chunk (a[t + delta] relative to the reference state at t), plus the
@@ -350,11 +351,16 @@ def _read_json(path: Path) -> Any:
 def write_stats(
     root: str | Path, column_stats: Mapping[str, Stats], relative: Mapping[str, Stats], embodiment: EmbodimentConfig
 ) -> tuple[Path, Path]:
-    """Write both files atomically; entries of stats.json for other columns are kept."""
+    """Write both files atomically. stats.json is merged stat by stat: entries for other columns, and
+    stats of our columns that we do not compute (e.g. LeRobot's q10/q50/q90), are kept."""
     root = Path(root)
     stats_path, rel_path = root / STATS_FILE, root / RELATIVE_STATS_FILE
     existing = _read_json(stats_path) if stats_path.is_file() else {}
-    existing.update({c: _to_json(s) for c, s in column_stats.items()})
+    if not isinstance(existing, dict):
+        raise StatsError(f"{stats_path}: expected a JSON object of per-column statistics, got {type(existing).__name__}")
+    for column, stats in column_stats.items():
+        entry = existing.get(column)
+        existing[column] = {**(entry if isinstance(entry, dict) else {}), **_to_json(stats)}
     atomic_write_json(stats_path, existing)
     atomic_write_json(
         rel_path,

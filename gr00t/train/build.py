@@ -11,8 +11,8 @@
 4. statistics: computed once by rank 0 (`ensure_stats`), the other ranks wait at a barrier;
 5. model: from the `model` preset fields, or `from_pretrained(base)` with the recipe's
    training-time switches (unfreezing, relative actions, state dropout) on top;
-6. processor (training mode), datasets → processed samples, sampler (resumable, rank-sharded),
-   collator;
+6. processor (training mode), datasets → `MixtureDataset` (processed samples), sampler
+   (resumable, rank-sharded), collator;
 7. `gr00t.train.trainer.run_training` with the trainer settings and the resolved config.
 
 The effective settings are logged before training starts and written to
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 logger = logging.getLogger(__name__)
@@ -325,38 +324,23 @@ def build_processor(cfg: DictConfig, model_config: Any, embodiments: Mapping[str
                                       vlm_overrides=vlm)
 
 
-class ProcessedMixture:
-    """Map-style dataset: global index over the concatenated datasets → processed sample.
-
-    Image augmentation is seeded by (seed, global index), so it does not depend on which worker
-    or process loads the sample.
-    """
-
-    def __init__(self, datasets: Sequence[Any], processor: Any, seed: int) -> None:
-        self.datasets = list(datasets)
-        self.processor = processor
-        self.seed = int(seed)
-        self.sizes = [len(d) for d in self.datasets]
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = int(index)
-        if not 0 <= index < len(self):
-            raise IndexError(f"sample {index} out of range for a mixture of {len(self)} samples")
-        which = int(np.searchsorted(self.offsets, index, side="right") - 1)
-        raw = self.datasets[which][index - int(self.offsets[which])]
-        rng = np.random.default_rng([self.seed, which, index])
-        return self.processor(raw, rng=rng)
-
-
 def build_datasets(mixture: Any, embodiments: Mapping[str, Any]) -> list[Any]:
     """One raw-sample dataset per mixture entry."""
     from gr00t.data.dataset import Gr00tDataset
 
     return [Gr00tDataset(entry.path, embodiments[entry.embodiment]) for entry in mixture.entries]
+
+
+def build_training_dataset(datasets: Sequence[Any], processor: Any, seed: int) -> Any:
+    """The processed training dataset: `MixtureDataset` over ``datasets`` with ``processor`` applied.
+
+    Indexed with the `SampleIndex` values the run's `MixtureSampler` yields, each sample's random
+    draws (image augmentation) are keyed by its (sampler seed, epoch, position): identical after a
+    resume and whatever the number of workers, and different when the sample is drawn again.
+    """
+    from gr00t.data.dataset import MixtureDataset
+
+    return MixtureDataset(datasets, transform=processor, seed=seed)
 
 
 # ---- trainer settings ------------------------------------------------------------------------------
@@ -416,7 +400,7 @@ def build_and_train(cfg: DictConfig) -> int:
     model, model_source = build_model(cfg)
     processor = build_processor(cfg, model.config, embodiments, stats)
     datasets = build_datasets(mixture, embodiments)
-    dataset = ProcessedMixture(datasets, processor, seed=settings.seed)
+    dataset = build_training_dataset(datasets, processor, seed=settings.seed)
     from gr00t.data.collator import Gr00tCollator
     from gr00t.data.sampler import MixtureSampler
 

@@ -34,7 +34,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
@@ -226,3 +228,141 @@ def read_data_state(checkpoint: str | Path) -> dict | None:
             return json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: corrupt data state ({e}); expected a JSON object") from e
+
+
+# ---- resume compatibility ----------------------------------------------------------------------
+
+# config.json entries that say nothing about the model (bookkeeping written by transformers).
+_CONFIG_NOISE = frozenset({"transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype",
+                           "auto_map", "_commit_hash", "_attn_implementation_autoset"})
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+
+
+class ResumeMismatchError(ValueError):
+    """The model to train does not have the parameters of the checkpoint it would resume from."""
+
+
+def checkpoint_tensor_shapes(checkpoint: str | Path) -> dict[str, tuple[int, ...]] | None:
+    """Name → shape of every tensor in a checkpoint's safetensors weights (headers only, no data read).
+
+    None when the checkpoint has no safetensors weights (e.g. DeepSpeed engine files only).
+    """
+    from safetensors import safe_open
+
+    checkpoint = Path(checkpoint)
+    single, index = checkpoint / WEIGHTS_NAME, checkpoint / WEIGHTS_INDEX_NAME
+    if single.is_file():
+        files = [single]
+    elif index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {e}") from e
+        files = [checkpoint / name for name in sorted(set(weight_map.values()))]
+    else:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    shapes[key] = tuple(f.get_slice(key).get_shape())
+        except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
+            raise ValueError(f"{path}: unreadable safetensors file: {e}") from e
+    return shapes
+
+
+def model_tensor_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """Name → full shape of every entry of ``model.state_dict()`` (ZeRO-3 partitioned parameters included)."""
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if name in shapes and hasattr(param, "ds_shape"):
+            shapes[name] = tuple(param.ds_shape)
+    return shapes
+
+
+def _tied_aliases(model: Any) -> set[str]:
+    """state_dict names that share storage with an earlier name (tied weights are saved once)."""
+    seen: dict[tuple[int, int], str] = {}
+    aliases = set()
+    for name, t in model.state_dict().items():
+        if t.numel() == 0:
+            continue
+        key = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if key in seen:
+            aliases.update({name, seen[key]})
+        else:
+            seen[key] = name
+    return aliases
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted field name → (checkpoint value, new value) for every differing config field."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in _CONFIG_NOISE:
+            continue
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out.update(config_differences(a, b, f"{prefix}{key}."))
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            out[f"{prefix}{key}"] = (a, b)
+    return out
+
+
+def check_resume_compatible(checkpoint: str | Path, model: Any) -> dict[str, tuple[Any, Any]]:
+    """Raise `ResumeMismatchError` unless ``model`` has exactly the checkpoint's parameters.
+
+    The decision compares parameter names and shapes (the checkpoint's safetensors headers against
+    ``model.state_dict()``), so training-only config changes (``tune_*``, dropout rates that keep the
+    same parameters, ...) are allowed. The error names the differing config.json fields, the first
+    differing parameters and the checkpoint. Returns the config differences (for logging).
+    """
+    checkpoint = Path(checkpoint)
+    config_path = checkpoint / "config.json"
+    saved_config: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            saved_config = json.loads(config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config_path}: not valid JSON ({e}); expected the checkpoint's model config") from e
+    config = getattr(model, "config", None)
+    new_config = config.to_dict() if hasattr(config, "to_dict") else {}
+    if saved_config and hasattr(config, "from_dict"):  # same defaults/normalisation on both sides
+        try:
+            saved_config = type(config).from_dict(saved_config).to_dict()
+        except (ValueError, TypeError):  # an older config this version rejects: compare the raw file
+            pass
+    differences = config_differences(saved_config, new_config) if saved_config and new_config else {}
+    saved = checkpoint_tensor_shapes(checkpoint)
+    if saved is None:
+        return differences
+    current = model_tensor_shapes(model)
+    tied = _tied_aliases(model)
+    missing = sorted(k for k in current.keys() - saved.keys() if k not in tied)
+    unexpected = sorted(saved.keys() - current.keys())
+    reshaped = sorted(k for k in current.keys() & saved.keys() if current[k] != saved[k])
+    if not (missing or unexpected or reshaped):
+        return differences
+
+    def first(names: list[str], describe=lambda k: k) -> str:
+        shown = ", ".join(describe(k) for k in names[:5])
+        return shown + (f", … ({len(names)} in all)" if len(names) > 5 else "")
+
+    problems = []
+    if unexpected:
+        problems.append(f"in the checkpoint but not in the model: {first(unexpected)}")
+    if missing:
+        problems.append(f"in the model but not in the checkpoint: {first(missing)}")
+    if reshaped:
+        problems.append("with another shape: " + first(reshaped, lambda k: f"{k} {list(saved[k])} -> {list(current[k])}"))
+    fields = (", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in differences.items()))
+              if differences else "none (the parameters differ through training settings, e.g. lora_rank)")
+    raise ResumeMismatchError(
+        f"cannot resume from {checkpoint}: the model's architecture differs from the checkpoint's.\n"
+        f"  config.json fields that differ (checkpoint -> now): {fields}\n"
+        f"  parameters {'; '.join(problems)}\n"
+        f"Start over with resume=false (the old checkpoints are moved to <run_dir>/superseded-<time>/), "
+        f"use a new run_dir, or restore the checkpoint's model settings."
+    )

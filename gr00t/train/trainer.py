@@ -32,6 +32,10 @@ Behaviour:
   restored — weights, optimiser, scheduler, per-rank RNG, trainer state and the data position
   (sampler state, not dataloader replay); temporary/incomplete checkpoint folders are deleted first.
   ``resume=False`` moves old checkpoints to ``run_dir/superseded-<time>/`` and starts over.
+  A model whose parameter names/shapes differ from the checkpoint's (changed architecture) is
+  refused up front with `checkpoint.ResumeMismatchError` naming the differing config.json fields;
+  training-only changes that keep the parameters (``tune_*``, dropout rates) resume; when the
+  trainable set changed, the AdamW moments start fresh (under DeepSpeed such a resume is refused).
 * Preemption: SIGTERM/SIGUSR1 → finish the step, checkpoint, write ``run_dir/PREEMPTED``, then
   ``sys.exit(REQUEUE_EXIT_CODE)`` (75) when ``settings.exit_on_preemption`` (default) — otherwise
   the result has ``preempted=True``. See :mod:`gr00t.train.preemption`.
@@ -441,13 +445,42 @@ class Gr00tTrainer(Trainer):
         return self.lr_scheduler
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
+        changed = self._optimizer_state_mismatch(checkpoint) if checkpoint is not None else None
+        if changed is None:
+            super()._load_optimizer_and_scheduler(checkpoint)
+        else:  # e.g. tune_* switched on resume: the stored AdamW moments belong to other parameters
+            logger.warning("resuming from %s with fresh optimiser moments: %s (the schedule position is kept)",
+                           checkpoint, changed)
+            scheduler_file = Path(checkpoint) / "scheduler.pt"
+            if self.lr_scheduler is not None and scheduler_file.is_file():
+                self.lr_scheduler.load_state_dict(torch.load(scheduler_file, weights_only=True))
         # The stored schedule carries the old run's max_steps; the schedule must follow this run's.
         if checkpoint is not None and self.lr_scheduler is not None:
             for fn in getattr(self.lr_scheduler, "lr_lambdas", []):
                 if hasattr(fn, "max_steps"):
                     fn.max_steps = self.settings.max_steps
                     fn.warmup = warmup_steps(self.settings.max_steps, self.settings.warmup_ratio)
+
+    def _optimizer_state_mismatch(self, checkpoint: str) -> str | None:
+        """Why the checkpoint's optimizer.pt cannot be loaded into this optimiser (None when it can).
+
+        Only shapes are looked at (memory-mapped load: the moments themselves are not read).
+        """
+        path = Path(checkpoint) / "optimizer.pt"
+        if self.is_deepspeed_enabled or self.optimizer is None or not path.is_file():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        groups = self.optimizer.param_groups
+        saved_sizes = [len(g["params"]) for g in saved.get("param_groups", [])]
+        sizes = [len(g["params"]) for g in groups]
+        if saved_sizes != sizes:
+            return f"the trainable parameter groups held {saved_sizes} tensors, now {sizes}"
+        saved_ids = [i for g in saved["param_groups"] for i in g["params"]]
+        for index, param in zip(saved_ids, (p for g in groups for p in g["params"])):
+            moment = saved.get("state", {}).get(index, {}).get("exp_avg")
+            if moment is not None and tuple(moment.shape) != tuple(param.shape):
+                return f"a trainable tensor had shape {list(moment.shape)}, its counterpart now {list(param.shape)}"
+        return None
 
     # ---- data -------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
@@ -683,6 +716,13 @@ def run_training(
     if settings.gradient_checkpointing:
         blocks = enable_gradient_checkpointing(model)
         logger.info("gradient checkpointing on %d blocks", len(blocks))
+    changed: dict[str, tuple[Any, Any]] = {}
+    if resume_from is not None:
+        # Fail here, naming what changed, rather than deep inside the HF checkpoint loading.
+        changed = ckpt.check_resume_compatible(resume_from, model)
+        if changed:
+            logger.info("resuming from %s with changed config fields (same parameters): %s", resume_from,
+                        ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
 
     # ---- sampler ----------------------------------------------------------------------------
     if sampler is None:
@@ -719,6 +759,14 @@ def run_training(
     )
     if resume_from is not None:
         trainer.restore_data_state(resume_from)
+        switched = sorted(k for k in changed if k.startswith("tune_") or k == "backbone_trainable_params_fp32")
+        if switched and trainer.is_deepspeed_enabled:
+            raise ckpt.ResumeMismatchError(
+                f"cannot resume from {resume_from} under DeepSpeed with other trainable parameters "
+                f"({', '.join(f'{k}: {changed[k][0]!r} -> {changed[k][1]!r}' for k in switched)}): the engine's "
+                "optimizer state must match them. Keep the checkpoint's tune_* settings, resume without DeepSpeed, "
+                "or start over with resume=false / a new run_dir (finetune from it with base=<checkpoint>)."
+            )
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     mode = "no DeepSpeed"
     if trainer.is_deepspeed_enabled:

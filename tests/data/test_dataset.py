@@ -263,3 +263,35 @@ def test_augmented_samples_resume_exactly_with_any_worker_count(augmenting) -> N
             assert torch.equal(torch.as_tensor(got[key]), torch.as_tensor(want[key])), key
     pv = [s["pixel_values"] for s in uninterrupted]
     assert all(not torch.equal(pv[i], pv[j]) for i in range(len(pv)) for j in range(i))
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v2.1"])
+def test_image_feature_cameras_random_access_and_segments(version: str, tmp_path: Path) -> None:
+    """Cameras stored as LeRobot image features (PNG in parquet, no mp4) read like video cameras."""
+    from gr00t.data.demo import write_demo_dataset
+    from tests.data.test_lerobot_compat import FRONT, SIZES, WRIST, _to_image_dataset
+
+    lengths = [7, 9]
+    root = write_demo_dataset(tmp_path / "ds", version=version, num_episodes=2, episode_length=lengths,
+                              height=24, width=64)
+    rng = np.random.default_rng(3)
+    images = {k: [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(sum(lengths))]
+              for k, (h, w) in SIZES.items()}
+    _to_image_dataset(root, images)
+    emb = embodiment_with(video={"delta_indices": [-1, 0]}, action={"delta_indices": [0, 1, 2, 3]})
+    ds = Gr00tDataset(root, emb)
+    assert ds.reader.video_keys == [] and len(ds) == (7 - 3) + (9 - 3)
+    views = {"front": FRONT, "wrist": WRIST}
+    for index in range(len(ds)):
+        s = ds[index]
+        ep, t = s["episode_index"], s["step"]
+        rows = sum(lengths[:ep]) + np.clip([t - 1, t], 0, lengths[ep] - 1)
+        for view, key in views.items():
+            assert s["video"][view].shape == (2, *SIZES[key], 3)
+            assert np.array_equal(s["video"][view], np.stack([images[key][r] for r in rows])), (index, view)
+    seg = ds.segment(1, 0, 6)
+    for k, s in enumerate(seg):
+        ref = ds.sample(1, k)
+        for view in views:
+            assert np.array_equal(s["video"][view], ref["video"][view])
+

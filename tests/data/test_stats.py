@@ -13,6 +13,7 @@ from gr00t.data.demo import write_demo_dataset
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.stats import (
     RELATIVE_STATS_FILE,
+    STAT_KEYS,
     STATS_FILE,
     StatsAccumulator,
     StatsError,
@@ -146,6 +147,29 @@ def test_stats_json_keeps_other_entries(demo_dataset_v3, tmp_path):
     assert data["observation.images.front"] == {"mean": [[[0.5]]]}
     assert "observation.state" in data and "action" in data
     assert not list((root / "meta").glob(".*.tmp"))  # no half-written leftovers
+
+
+def test_stats_json_keeps_lerobot_extra_stats_of_our_columns(demo_dataset_v3, tmp_path):
+    root = writable_copy(demo_dataset_v3, tmp_path)
+    lerobot = {  # what LeRobot may write for the columns we also compute, plus stats we do not compute
+        "observation.state": {"mean": [9.0] * 7, "q10": [0.1] * 7, "q50": [0.5] * 7, "q90": [0.9] * 7},
+        "action": {"max": [99.0] * 7, "q50": [0.25] * 7},
+    }
+    (root / STATS_FILE).write_text(json.dumps(lerobot))
+    compute_and_write(root, "new_embodiment")
+    data = json.loads((root / STATS_FILE).read_text())
+    episodes = read_episodes(root)
+    state = np.concatenate([s for s, _ in episodes.values()])
+    action = np.concatenate([a for _, a in episodes.values()])
+    for column, rows in (("observation.state", state), ("action", action)):
+        for stat, value in lerobot[column].items():
+            if stat in STAT_KEYS:  # ours replace LeRobot's values for the stats we compute
+                continue
+            assert data[column][stat] == value, (column, stat)  # LeRobot's extra stats survive
+        np.testing.assert_allclose(data[column]["mean"], rows.mean(axis=0), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(data[column]["max"], rows.max(axis=0))
+        assert set(STAT_KEYS) <= set(data[column]) and data[column]["count"] == [len(rows)]
+    assert load_stats(root, "new_embodiment")[0]["state"]["gripper"]["mean"].shape == (1,)
 
 
 def short_horizon_embodiment(horizon):

@@ -246,3 +246,16 @@ def test_bf16_backbone_with_fp32_trainable_parts(config, builder):
     assert torch.isfinite(out.backbone_features.float()).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.isfinite(model(**batch).backbone_features.float()).all()
+
+
+def test_placeholder_check_causes_no_compile_graph_break(backbone, builder):
+    # Text-only input: the LLM path must trace as one graph (the eager-only placeholder check used to
+    # read a tensor value and break it). The image path's remaining breaks are inside Siglip2.
+    s = builder.collate([builder("go", [])])
+    assert not (s["input_ids"] == backbone.image_token_id).any()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(backbone.forward)(input_ids=s["input_ids"], attention_mask=s["attention_mask"])
+    assert explained.graph_break_count == 0, [r.reason.splitlines()[0] for r in explained.break_reasons]
+    assert explained.graph_count == 1
+    eager = backbone(input_ids=s["input_ids"], attention_mask=s["attention_mask"])
+    assert torch.isfinite(eager.backbone_features).all()

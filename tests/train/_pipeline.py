@@ -1,7 +1,8 @@
 """The real tiny training pipeline used by the trainer tests and their subprocess workers.
 
 model = Gr00tN16Model(n16_tiny); the demo dataset (real parquet + mp4, helper C's generator) read
-by Gr00tDataset -> Gr00tProcessor (train mode, per-sample seeded augmentation) -> Gr00tCollator.
+by Gr00tDataset -> MixtureDataset with Gr00tProcessor (train mode, augmentation keyed by the
+sampler's draw) -> Gr00tCollator.
 Kept importable without pytest so torchrun workers can use it.
 """
 
@@ -11,12 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from gr00t.data.collator import Gr00tCollator
-from gr00t.data.dataset import Gr00tDataset
+from gr00t.data.dataset import Gr00tDataset, MixtureDataset
 from gr00t.data.image_transforms import ImageTransformConfig
 from gr00t.data.processor import Gr00tProcessor
 from gr00t.data.stats import compute_and_write, load_stats
@@ -26,21 +25,6 @@ from gr00t.model.presets import load_preset
 
 EMBODIMENT = "new_embodiment"
 IMAGE_SIZE = 64
-
-
-class ProcessedDemo(Dataset):
-    """Raw demo samples through the processor; augmentation seeded by the sample index only."""
-
-    def __init__(self, root: str | Path, processor: Gr00tProcessor, seed: int = 0) -> None:
-        self.raw = Gr00tDataset(root, EMBODIMENT)
-        self.processor = processor
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.processor(self.raw[int(index)], rng=np.random.default_rng([self.seed, int(index)]))
 
 
 def prepare_demo_data(source: str | Path, target: str | Path) -> Path:
@@ -59,7 +43,7 @@ def build_pipeline(data_dir: str | Path, model_seed: int = 0, **model_overrides:
     processor = Gr00tProcessor.from_config(
         config, [(EMBODIMENT, stats, rel)], build_tiny_tokenizer(), ImageTransformConfig(size=IMAGE_SIZE), training=True
     )
-    dataset = ProcessedDemo(data_dir, processor)
+    dataset = MixtureDataset([Gr00tDataset(data_dir, EMBODIMENT)], transform=processor, seed=0)
     collator = Gr00tCollator(processor.tokenizer.pad_token_id)
     torch.manual_seed(model_seed)
     model = Gr00tN16Model(config)

@@ -142,22 +142,28 @@ def test_model_from_base_checkpoint(tmp_path):
         build.resolve_base_checkpoint(tmp_path)
 
 
-def test_processed_mixture_is_deterministic_per_index(demo_dataset_v3):
+def test_training_dataset_keys_augmentation_by_sampler_draw(demo_dataset_v3):
+    from gr00t.data.dataset import MixtureDataset
+    from gr00t.data.sampler import MixtureSampler, SampleIndex, sample_rng
+    from gr00t.model.presets import config_from_dict
+
     cfg = _cfg(f"data={demo_dataset_v3}", "model=n16_tiny", "image.size=64", "image.rotation_degrees=5")
     main = build.main_embodiment(cfg)
     mixture = build.resolve_mixture(cfg, main.name, ONE)
     embs = build.mixture_embodiments(mixture, main)
     stats = build.ensure_all_stats(mixture, embs, ONE)
-    from gr00t.model.presets import config_from_dict
-
-    fields = OmegaConf.to_container(cfg.model)
-    model_config = config_from_dict(fields)
-    processor = build.build_processor(cfg, model_config, embs, stats)
-    ds = build.ProcessedMixture(build.build_datasets(mixture, embs), processor, seed=1)
-    a, b = ds[5], ds[5]
-    assert a["pixel_values"].equal(b["pixel_values"])  # same augmentation for the same index and seed
-    other = build.ProcessedMixture(ds.datasets, processor, seed=2)[5]
-    assert not other["pixel_values"].equal(a["pixel_values"])
+    processor = build.build_processor(cfg, config_from_dict(OmegaConf.to_container(cfg.model)), embs, stats)
+    ds = build.build_training_dataset(build.build_datasets(mixture, embs), processor, seed=1)
+    assert isinstance(ds, MixtureDataset)  # the data library's class, not a private copy
+    first = next(iter(MixtureSampler(ds.sizes, seed=1)))
+    assert isinstance(first, SampleIndex)
+    a, b = ds[first], ds[first]
+    assert a["pixel_values"].equal(b["pixel_values"])  # same draw → same augmentation
+    expected = processor(ds.raw(int(first)), rng=sample_rng(first))
+    assert expected["pixel_values"].equal(a["pixel_values"])
+    # The same sample drawn again in a later epoch gets a fresh augmentation.
+    again = SampleIndex(int(first), seed=1, epoch=first.epoch + 1, position=first.position + 3)
+    assert not ds[again]["pixel_values"].equal(a["pixel_values"])
     assert a["embodiment_id"] == 10
     with pytest.raises(IndexError):
         ds[len(ds)]

@@ -100,3 +100,59 @@ def test_atomic_json_leaves_no_temp_files(tmp_path: Path) -> None:
     ckpt.write_json_atomic(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
     assert os.listdir(tmp_path) == ["x.json"]
+
+
+# ---- resume compatibility ----------------------------------------------------------------------
+
+
+def _tiny(**overrides):
+    import torch
+
+    from gr00t.model.gr00t_n16 import Gr00tN16Model
+    from gr00t.model.presets import load_preset
+
+    torch.manual_seed(0)
+    return Gr00tN16Model(load_preset("n16_tiny", **overrides))
+
+
+@pytest.fixture(scope="module")
+def dropout_checkpoint(tmp_path_factory) -> Path:
+    """A published checkpoint of the tiny model trained with state dropout (it has `mask_token`)."""
+    run_dir = tmp_path_factory.mktemp("resume_run")
+    tmp = ckpt.temp_checkpoint_dir(run_dir, 3, 1)
+    _tiny(state_dropout_prob=0.5).save_pretrained(tmp)
+    return ckpt.publish(tmp, 3)
+
+
+def test_resume_check_refuses_removed_and_reshaped_parameters(dropout_checkpoint: Path) -> None:
+    with pytest.raises(ckpt.ResumeMismatchError) as info:
+        ckpt.check_resume_compatible(dropout_checkpoint, _tiny(state_dropout_prob=0.0))
+    message = str(info.value)
+    assert str(dropout_checkpoint) in message and "resume=false" in message and "new run_dir" in message
+    assert "state_dropout_prob: 0.5 -> 0.0" in message
+    assert "in the checkpoint but not in the model: action_head.mask_token" in message
+    with pytest.raises(ckpt.ResumeMismatchError) as info:
+        ckpt.check_resume_compatible(dropout_checkpoint, _tiny(state_dropout_prob=0.5, dit_num_layers=2))
+    message = str(info.value)
+    assert "dit_num_layers: 4 -> 2" in message and "state_dropout_prob" not in message
+    assert "action_head.model.transformer_blocks.2." in message
+    with pytest.raises(ckpt.ResumeMismatchError, match=r"with another shape: .*\[.*\] -> \[.*\]"):
+        ckpt.check_resume_compatible(dropout_checkpoint, _tiny(state_dropout_prob=0.5, max_action_dim=16))
+
+
+def test_resume_check_allows_training_only_changes(dropout_checkpoint: Path) -> None:
+    assert ckpt.check_resume_compatible(dropout_checkpoint, _tiny(state_dropout_prob=0.5)) == {}
+    changed = ckpt.check_resume_compatible(
+        dropout_checkpoint, _tiny(state_dropout_prob=0.3, tune_llm=True, tune_diffusion_model=False)
+    )
+    assert changed == {"state_dropout_prob": (0.5, 0.3), "tune_llm": (False, True), "tune_diffusion_model": (True, False)}
+
+
+def test_resume_check_reads_sharded_weights(tmp_path: Path) -> None:
+    model = _tiny()
+    model.save_pretrained(tmp_path, max_shard_size="100KB")
+    assert (tmp_path / ckpt.WEIGHTS_INDEX_NAME).is_file() and not (tmp_path / ckpt.WEIGHTS_NAME).exists()
+    shapes = ckpt.checkpoint_tensor_shapes(tmp_path)
+    assert shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ckpt.check_resume_compatible(tmp_path, model) == {}
+    assert ckpt.checkpoint_tensor_shapes(tmp_path / "nothing") is None

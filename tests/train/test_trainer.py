@@ -268,3 +268,26 @@ def test_wandb_offline_logs_and_resume_keeps_the_run(train_data: Path, tmp_path:
     _train(train_data, tmp_path, wandb_mode=None, max_steps=2, save_steps=1)
     assert (tmp_path / "wandb_run_id").read_text().strip() == run_id
     assert all(p.name.endswith(run_id) for p in (tmp_path / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_resume_refuses_changed_architecture_but_allows_training_switches(
+    train_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.5)
+    run_training(model, dataset, collator, _settings(max_steps=1, save_steps=1), tmp_path, processor=processor)
+    first = tmp_path / "checkpoint-1"
+    assert "action_head.mask_token" in load_file(str(first / "model.safetensors"))
+    # No state dropout → no mask_token: refused up front with the field and the checkpoint named.
+    model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.0)
+    with pytest.raises(ckpt.ResumeMismatchError, match=r"(?s)cannot resume from .*checkpoint-1.*"
+                                                        r"state_dropout_prob: 0\.5 -> 0\.0.*mask_token.*resume=false"):
+        run_training(model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path, processor=processor)
+    assert ckpt.latest_checkpoint(tmp_path) == first  # nothing was touched
+    # Same parameters, other training-only settings: resumes (another trainable set → fresh AdamW moments).
+    model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.3, tune_llm=True)
+    with caplog.at_level("WARNING", logger="gr00t.train.trainer"):
+        result = run_training(model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path,
+                              processor=processor)
+    assert result.resumed_from == first and result.global_step == 2
+    assert "fresh optimiser moments: the trainable parameter groups held" in caplog.text

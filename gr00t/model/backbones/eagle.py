@@ -146,19 +146,21 @@ class EagleBackbone(Backbone):
         llm = self.model.language_model.model
         embeds = llm.embed_tokens(input_ids)
         image_mask = input_ids == self.image_token_id
-        n_placeholders = int(image_mask.sum())
+        # Counting placeholders reads a tensor value (a torch.compile graph break), so the check runs
+        # in eager mode only; compiled, masked_scatter itself needs enough image tokens.
+        check = not torch.compiler.is_compiling()
         if pixel_values is not None and pixel_values.shape[0] > 0:
             if pixel_attention_mask is None or spatial_shapes is None:
                 raise ValueError("eagle backbone: pixel_values need pixel_attention_mask and spatial_shapes")
             image_tokens = self.encode_images(pixel_values, pixel_attention_mask, spatial_shapes)
-            if image_tokens.shape[0] != n_placeholders:
+            if check and image_tokens.shape[0] != int(image_mask.sum()):
                 raise ValueError(
-                    f"eagle backbone: {n_placeholders} image placeholder tokens (id {self.image_token_id}) in "
-                    f"input_ids but the images give {image_tokens.shape[0]} tokens"
+                    f"eagle backbone: {int(image_mask.sum())} image placeholder tokens (id {self.image_token_id}) "
+                    f"in input_ids but the images give {image_tokens.shape[0]} tokens"
                 )
             embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), image_tokens.to(embeds.dtype))
-        elif n_placeholders:
-            raise ValueError(f"eagle backbone: {n_placeholders} image placeholder tokens but no pixel_values")
+        elif check and bool(image_mask.any()):
+            raise ValueError(f"eagle backbone: {int(image_mask.sum())} image placeholder tokens but no pixel_values")
         # Positions count real tokens only; with RoPE this equals the reference's 0..L-1 up to a
         # shift, so left padding leaves the real tokens' features unchanged.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
