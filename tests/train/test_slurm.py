@@ -54,6 +54,9 @@ class LocalSlurm:
         key.chmod(0o600)
         (r / "plugstack.conf").write_text("")
         cpus = max(2, os.cpu_count() or 2)
+        # The templates derive the rendezvous port from the job id; a random first id keeps two test
+        # clusters on one machine (parallel test runs) from sharing a port.
+        first_job_id = 1000 + int.from_bytes(os.urandom(2), "little") % 18000
         self.conf.write_text(
             f"""ClusterName=gr00ttest
 SlurmctldHost={self.host}(127.0.0.1)
@@ -61,6 +64,7 @@ SlurmUser=root
 SlurmdUser=root
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
+FirstJobId={first_job_id}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={r}/run/munge.sock,cred_expire=5
