@@ -347,7 +347,7 @@ def build_training_dataset(datasets: Sequence[Any], processor: Any, seed: int) -
 
 
 def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
-    """`TrainingSettings` fields from the `trainer` node, `seed`, `launcher` and the world size."""
+    """`TrainingSettings` fields from the `trainer` node, `seed`, `resume`, `launcher` and the world size."""
     node = OmegaConf.to_container(cfg.trainer, resolve=True)
     assert isinstance(node, dict)
     global_batch = node.pop("global_batch_size", None)
@@ -364,6 +364,8 @@ def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
             )
         node["per_device_batch_size"] = global_batch // denom
     node["seed"] = int(cfg.get("seed", node.get("seed", 42)))
+    if cfg.get("resume") is not None:  # the recipe's top-level `resume=` (SPEC: "resume=false starts over")
+        node["resume"] = bool(cfg.resume)
     launcher = cfg.get("launcher") or {}
     if launcher.get("preemption_signals") is not None:
         node["preemption_signals"] = list(launcher["preemption_signals"])

@@ -187,3 +187,9 @@ def test_tokenizer_auto_needs_a_tokenizer_for_full_size_models():
     tok = build.resolve_tokenizer(_cfg("data=x", "model=n16_tiny"), load_preset("n16_tiny"))
     assert tok.convert_tokens_to_ids("<IMG_CONTEXT>") == 1000
     assert isinstance(Path(".").resolve(), Path)
+
+
+@pytest.mark.parametrize("recipe", ["finetune_n16", "pretrain_n16"])
+def test_top_level_resume_switch_reaches_the_trainer(recipe):
+    assert build.trainer_settings(_cfg("data=x", recipe=recipe), ONE)["resume"] is True
+    assert build.trainer_settings(_cfg("data=x", "resume=false", recipe=recipe), ONE)["resume"] is False
