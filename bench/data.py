@@ -5,12 +5,14 @@ short and long episodes) and prints, per codec:
 
 * random access: model-ready samples/s (dataset + processor, one process, one thread) and the raw
   decode rate of exactly the same frames with the same decoder, measured interleaved in chunks so
-  that load on a shared machine hits both alike, and their ratio (target >= 60 %);
+  that load on a shared machine hits both alike, and their ratio (target >= 60 %); once with the
+  reference PIL-exact Eagle resize and once with the opt-in torch resize (``vlm.resize_backend``);
 * peak RSS of a fresh worker process reading samples from short vs long episodes;
 * the sequential decode rate (every frame in order) and the samples/s it would allow;
 * segment mode: samples/s, as a fraction of that sequential limit, and distinct episodes per batch.
 
 Usage: python bench/data.py [--workdir DIR] [--samples N] [--codecs h264 av1] [--parts random rss ...]
+                            [--eagle-resize pil torch]
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def Gr00tDatasetEmbodiment():  # noqa: N802 - a constructor-like helper
     return EmbodimentConfig.from_dict(EMBODIMENT, source="bench/data.py")
 
 
-def make_processor(root: Path):
+def make_processor(root: Path, resize_backend: str = "torch"):
     from gr00t.data.processor import Gr00tProcessor
     from gr00t.data.stats import load_stats
     from gr00t.data.tokenizer import build_tiny_tokenizer
@@ -147,49 +149,53 @@ def make_processor(root: Path):
     emb = Gr00tDatasetEmbodiment()
     config = load_preset("n16_tiny", max_state_dim=64, max_action_dim=64, use_relative_action=True)
     stats, rel = load_stats(root, emb)
-    return Gr00tProcessor.from_config(config, [(emb, stats, rel)], build_tiny_tokenizer(), training=True)
+    return Gr00tProcessor.from_config(config, [(emb, stats, rel)], build_tiny_tokenizer(), training=True,
+                                      vlm_overrides={"resize_backend": resize_backend})
 
 
 # ---------------------------------------------------------------------------- measurements
-def random_access(root: Path, n: int, seed: int = 0, rounds: int = 10) -> dict:
-    """Model-ready vs raw-decode rate on the same random samples.
+def random_access(root: Path, n: int, seed: int = 0, rounds: int = 10,
+                  backends: tuple[str, ...] = ("pil",)) -> dict:
+    """Model-ready vs raw-decode rate on the same random samples, per Eagle resize backend.
 
-    The two are measured interleaved in ``rounds`` chunks (alternating which goes first) so that
-    load changes on a shared machine hit both alike; the ratio is of the summed times.
+    The raw decode and one full pipeline per backend are measured interleaved in ``rounds`` chunks
+    (rotating which goes first) so that load changes on a shared machine hit all alike; each ratio
+    is of the summed times.
     """
     ds = Gr00tDataset(root, Gr00tDatasetEmbodiment())
-    proc = make_processor(root)
+    procs = {b: make_processor(root, b) for b in backends}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(ds), size=n)
-    ds[int(idx[0])], proc(ds[int(idx[0])], rng=0)  # warm-up: open decoders, tokenizer caches
+    for proc in procs.values():  # warm-up: open decoders, tokenizer caches
+        proc(ds[int(idx[0])], rng=0)
     plan = []  # the same frames with the same decoder, nothing else
     for i in idx:
         ep, step = ds.locate(int(i))
         e = ds._episode(ep)
         plan.append([(ds.reader.video_location(ep, f"observation.images.{v}"), e.timestamps[step]) for v in VIEWS])
 
-    def full(chunk: np.ndarray) -> float:
+    def full(proc, sel: np.ndarray) -> float:
         t0 = time.perf_counter()
-        for i in chunk:
+        for i in idx[sel]:
             proc(ds[int(i)], rng=rng)
         return time.perf_counter() - t0
 
-    def raw(chunk: list) -> float:
+    def raw(sel: np.ndarray) -> float:
         t0 = time.perf_counter()
-        for views in chunk:
-            for (path, offset), ts in views:
+        for j in sel:
+            for (path, offset), ts in plan[j]:
                 decode_frames(path, [offset + ts])
         return time.perf_counter() - t0
 
-    t_full = t_raw = 0.0
+    jobs = [("raw", raw)] + [(b, lambda sel, p=p: full(p, sel)) for b, p in procs.items()]
+    totals = dict.fromkeys([name for name, _ in jobs], 0.0)
     for r, sel in enumerate(np.array_split(np.arange(n), rounds)):
-        if r % 2:
-            t_raw += raw([plan[j] for j in sel])
-            t_full += full(idx[sel])
-        else:
-            t_full += full(idx[sel])
-            t_raw += raw([plan[j] for j in sel])
-    return {"model_ready_samples_per_s": n / t_full, "raw_decode_samples_per_s": n / t_raw, "ratio": t_raw / t_full}
+        for name, job in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
+            totals[name] += job(sel)
+    out = {"raw_decode_samples_per_s": n / totals["raw"]}
+    for b in backends:
+        out[b] = {"model_ready_samples_per_s": n / totals[b], "ratio": totals["raw"] / totals[b]}
+    return out
 
 
 def sequential(root: Path, chunk: int = 64) -> dict:
@@ -262,6 +268,8 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=3000, help="frames per long episode (2 episodes)")
     parser.add_argument("--parts", nargs="+", default=["random", "rss", "sequential", "segment"],
                         choices=["random", "rss", "sequential", "segment"], help="measurements to run")
+    parser.add_argument("--eagle-resize", nargs="+", default=["pil", "torch"], choices=["pil", "torch"],
+                        help="Eagle resize backends measured side by side in the random-access part")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one DataLoader worker = one process, one thread
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -275,9 +283,12 @@ def main() -> None:
         clear_decoder_cache()
         ra = seq = None
         if "random" in args.parts:
-            ra = random_access(short, args.samples)
-            print(f"[{codec}] random access: model-ready {ra['model_ready_samples_per_s']:.1f} samples/s, raw decode "
-                  f"of the same frames {ra['raw_decode_samples_per_s']:.1f} samples/s -> ratio {100 * ra['ratio']:.0f}%")
+            ra = random_access(short, args.samples, backends=tuple(args.eagle_resize))
+            for b in args.eagle_resize:
+                note = " (opt-in vlm.resize_backend=pil, bit-exact reference)" if b == "pil" else " (default, within +-2 of PIL)"
+                print(f"[{codec}] random access, Eagle resize {b}{note}: model-ready "
+                      f"{ra[b]['model_ready_samples_per_s']:.1f} samples/s, raw decode of the same frames "
+                      f"{ra['raw_decode_samples_per_s']:.1f} samples/s -> ratio {100 * ra[b]['ratio']:.0f}%")
         if "rss" in args.parts:
             rss_short, rss_long = peak_rss_mb(short, args.samples), peak_rss_mb(long, args.samples)
             print(f"[{codec}] peak RSS per worker: short episodes ({args.short} frames) {rss_short:.0f} MB, "

@@ -49,6 +49,7 @@ _VLM_FIELDS = (
     "max_pixels",
     "image_token_id",
     "formalize_language",
+    "resize_backend",
 )
 
 

@@ -166,6 +166,21 @@ def test_save_load_and_pickle_roundtrip(tmp_path) -> None:
     assert loaded.embodiment_id_map() == {"new_embodiment": 10}
 
 
+def test_resize_backend_is_saved_and_configs_without_it_get_the_default(tmp_path) -> None:
+    import json
+
+    proc, _ = make_processor(training=False)
+    assert proc.vlm.resize_backend == "torch"
+    proc.vlm.resize_backend = "pil"
+    proc.save_pretrained(tmp_path / "new")
+    assert Gr00tProcessor.from_pretrained(tmp_path / "new").vlm.resize_backend == "pil"
+    path = tmp_path / "new" / "processor_config.json"
+    data = json.loads(path.read_text())
+    del data["vlm"]["resize_backend"]  # written before the field existed
+    path.write_text(json.dumps(data))
+    assert Gr00tProcessor.from_pretrained(tmp_path / "new").vlm.resize_backend == "torch"
+
+
 def test_errors_name_the_problem(tmp_path) -> None:
     proc, _ = make_processor()
     s = raw_sample()

@@ -34,7 +34,7 @@ def tok():
 
 @pytest.fixture(scope="module")
 def eagle(tok):
-    return VLMInputBuilder.from_config(load_preset("n16_tiny"), tok)
+    return VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="pil")
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,38 @@ def test_torch_backend_is_antialiased_bicubic():
     img = _image(13, 96, 128)
     out = resize_image(img, (56, 84), "torch")  # pure downscale: torch's uint8 kernel tracks PIL's
     assert (out - _pil_bicubic(img, (56, 84))).abs().max() <= 1
+
+
+def _smooth_scene(h: int, w: int) -> np.ndarray:
+    """A camera-like image: gradients, a sinusoid and a sharp-edged block (not white noise)."""
+    ys, xs = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    img = np.stack([255 * xs, 255 * ys, 128 + 100 * np.sin(9 * xs + 4 * ys)], -1)
+    img[(np.abs(ys - 0.4) < 0.15) & (np.abs(xs - 0.6) < 0.2)] = [240, 30, 20]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_eagle_resize_backend_default_and_validation(tok):
+    assert VLMInputBuilder.from_config(load_preset("n16_tiny"), tok).resize_backend == "torch"
+    assert VLMInputBuilder.from_config(load_preset("qwen3_vl_tiny"), tok).resize_backend == "torch"
+    with pytest.raises(ValueError, match="resize_backend='cv2'"):
+        VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="cv2")
+
+
+def test_eagle_torch_resize_backend_is_the_default_and_close_to_pil(tok):
+    fast = VLMInputBuilder.from_config(load_preset("n16_tiny"), tok)
+    exact = VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="pil")
+    imgs = [_smooth_scene(256, 256), _smooth_scene(96, 128), _image(30, 243, 301), _smooth_scene(224, 224)]
+    a, b = fast("x", imgs), exact("x", imgs)
+    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["spatial_shapes"], b["spatial_shapes"])
+    assert torch.equal(a["pixel_attention_mask"], b["pixel_attention_mask"])
+    for i, img in enumerate(imgs):
+        size = fast.target_size(*img.shape[:2])
+        ref = patchify_siglip2(normalize_pixels(resize_image(img, size, "torch")), 14)
+        assert torch.equal(a["pixel_values"][i, : ref.shape[0]], ref)  # torch's antialiased bicubic, as is
+    # against PIL (the reference): every value within 2 grey levels, almost all within 1
+    levels = ((a["pixel_values"] - b["pixel_values"]) * 127.5).round().abs()
+    assert levels.max() <= 2 and (levels > 1).float().mean() < 1e-3 and levels.mean() < 0.2
+    assert torch.equal(a["pixel_values"][3], b["pixel_values"][3])  # 224×224 needs no resize: identical
 
 
 def test_siglip2_patch_layout_is_row_col_channel():
