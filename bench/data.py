@@ -6,7 +6,7 @@ short and long episodes) and prints, per codec:
 * random access: model-ready samples/s (dataset + processor, one process, one thread) and the raw
   decode rate of exactly the same frames with the same decoder, measured interleaved in chunks so
   that load on a shared machine hits both alike, and their ratio (target >= 60 %); once with the
-  reference PIL-exact Eagle resize and once with the opt-in torch resize (``vlm.resize_backend``);
+  default torch Eagle resize and once with the bit-exact PIL one (``vlm.resize_backend=pil``);
 * peak RSS of a fresh worker process reading samples from short vs long episodes;
 * the sequential decode rate (every frame in order) and the samples/s it would allow;
 * segment mode: samples/s, as a fraction of that sequential limit, and distinct episodes per batch.

@@ -14,6 +14,7 @@ A run directory looks like this (``<N>`` = optimiser steps done)::
         training_settings.json         the TrainingSettings of the run
         data_state.json                the sampler's state: global draws consumed (data position)
         optimizer.pt, scheduler.pt     optimiser / scheduler (single process and plain DDP)
+        optimizer_params.json          ordered parameter names per optimiser group (gr00t.train.optimizer_state)
         global_step<N>/, latest        DeepSpeed engine checkpoint (under DeepSpeed; incl. optimizer)
         rng_state.pth | rng_state_<rank>.pth   python / numpy / torch (/ cuda) RNG per rank
         trainer_state.json             HF TrainerState (global step, log history)
@@ -46,6 +47,7 @@ SETTINGS_NAME = "training_settings.json"
 STATISTICS_NAME = "statistics.json"
 EMBODIMENT_MAP_NAME = "embodiment_map.json"
 EXPERIMENT_CONFIG_NAME = "experiment_config.yaml"
+OPTIMIZER_PARAMS_NAME = "optimizer_params.json"
 PREEMPTED_MARKER = "PREEMPTED"
 
 _FINAL_RE = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")

@@ -178,5 +178,18 @@ def configure_wandb(run_dir: str | Path, mode: str | None, project: str, run_nam
     return report_to
 
 
+def finish_wandb(report_to: list[str]) -> None:
+    """Close the wandb run of this process, if wandb is in ``report_to`` (failures are only logged)."""
+    if "wandb" not in report_to:
+        return
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except Exception as e:  # never fail a finished training over its logger
+        logger.warning("wandb.finish failed: %s", e)
+
+
 def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)

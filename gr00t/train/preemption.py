@@ -25,6 +25,7 @@ from types import FrameType
 
 import torch
 import torch.distributed as dist
+from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -108,3 +109,21 @@ class PreemptionHandler:
     def seconds_since_signal(self) -> float | None:
         """Seconds since the first signal (None when none arrived)."""
         return None if self.received_at is None else time.monotonic() - self.received_at
+
+
+class StopOnPreemption(TrainerCallback):
+    """After each optimiser step: if any rank got a preemption signal, save and stop training.
+
+    ``triggered_at_step`` is the step after which training stopped (None when it did not).
+    """
+
+    def __init__(self, handler: PreemptionHandler) -> None:
+        self.handler = handler
+        self.triggered_at_step: int | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.handler.sync() and self.triggered_at_step is None:
+            self.triggered_at_step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+        return control

@@ -6,6 +6,7 @@ Trains the real tiny model through `gr00t.train.trainer.run_training`; optional 
                           optimizer state and completion marker not yet)
   --step-sleep S          sleep S seconds after every optimiser step (gives a test time to signal)
   --write-pid             write <run-dir>/worker-<rank>.pid (to signal one rank of a torchrun job)
+  --tune-llm              model config tune_llm=True (another trainable set, same parameters)
 Prints `RESULT_JSON {...}` on rank 0 when training returns.
 """
 
@@ -63,12 +64,13 @@ def main() -> None:
     p.add_argument("--kill-during-save", type=int, default=None)
     p.add_argument("--step-sleep", type=float, default=0.0)
     p.add_argument("--write-pid", action="store_true", help="write <run-dir>/worker-<rank>.pid at start")
+    p.add_argument("--tune-llm", action="store_true", help="train the whole LLM (model config tune_llm=True)")
     a = p.parse_args()
     if a.write_pid:
         Path(a.run_dir).mkdir(parents=True, exist_ok=True)
         (Path(a.run_dir) / f"worker-{os.environ.get('RANK', '0')}.pid").write_text(str(os.getpid()))
 
-    model, dataset, collator, processor, stats = build_pipeline(a.data)
+    model, dataset, collator, processor, stats = build_pipeline(a.data, **({"tune_llm": True} if a.tune_llm else {}))
     settings = TrainingSettings(
         max_steps=a.max_steps,
         per_device_batch_size=a.batch,

@@ -78,6 +78,23 @@ def test_two_process_deepspeed_lowers_loss_and_resumes(train_data: Path, tmp_pat
     assert not (tmp_path / ckpt.PREEMPTED_MARKER).exists()
 
 
+def test_deepspeed_refuses_resume_with_other_trainable_parameters(train_data: Path, tmp_path: Path) -> None:
+    args = ["--run-dir", str(tmp_path), "--data", str(train_data), "--deepspeed", "zero2", "--batch", "2",
+            "--max-steps", "1", "--save-steps", "1"]
+    proc, result = run_worker(args, nproc=2)
+    assert proc.returncode == 0 and result is not None, describe(proc)
+    names = json.loads((tmp_path / "checkpoint-1" / ckpt.OPTIMIZER_PARAMS_NAME).read_text())["param_groups"]
+    stored = {n for g in names for n in g["params"]}
+    assert stored and not any(".language_model.model.layers.0." in n for n in stored)  # frozen lower LLM layer
+    # Same parameters, other trainable set (the whole LLM): DeepSpeed's engine state cannot follow.
+    refused, _ = run_worker([*args, "--max-steps", "2", "--tune-llm"], nproc=2)
+    assert refused.returncode != 0, describe(refused)
+    assert "ResumeMismatchError" in refused.stderr, describe(refused)
+    assert "under DeepSpeed with other trainable parameters (the optimiser's parameters changed: now also " \
+           "trains backbone.model.language_model" in refused.stderr, describe(refused)
+    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1"  # nothing was written
+
+
 def preempt_one_rank(args: list[str], run_dir: Path, after_step: int) -> int:
     """Resume a 2-process run, SIGTERM only rank 1 once `after_step` is logged; both ranks must stop at
     the same step with one complete checkpoint (flag OR-ed over ranks). Returns that step."""

@@ -290,4 +290,4 @@ def test_resume_refuses_changed_architecture_but_allows_training_switches(
         result = run_training(model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path,
                               processor=processor)
     assert result.resumed_from == first and result.global_step == 2
-    assert "fresh optimiser moments: the trainable parameter groups held" in caplog.text
+    assert "fresh optimiser moments: the optimiser's parameters changed: now also trains backbone." in caplog.text
