@@ -76,20 +76,39 @@ def write_bench_dataset(root: Path, codec: str, lengths: list[int]) -> Path:
         return root
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     info = {
-        "codebase_version": "v2.1", "robot_type": "bench", "total_episodes": len(lengths),
-        "total_frames": int(sum(lengths)), "total_tasks": 1, "chunks_size": 1000, "fps": FPS,
+        "codebase_version": "v2.1",
+        "robot_type": "bench",
+        "total_episodes": len(lengths),
+        "total_frames": int(sum(lengths)),
+        "total_tasks": 1,
+        "chunks_size": 1000,
+        "fps": FPS,
         "splits": {"train": f"0:{len(lengths)}"},
         "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
         "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
         "features": {
-            **{f"observation.images.{v}": {"dtype": "video", "shape": [SIZE, SIZE, 3],
-                                           "names": ["height", "width", "channels"],
-                                           "info": {"video.fps": FPS, "video.codec": codec}} for v in VIEWS},
+            **{
+                f"observation.images.{v}": {
+                    "dtype": "video",
+                    "shape": [SIZE, SIZE, 3],
+                    "names": ["height", "width", "channels"],
+                    "info": {"video.fps": FPS, "video.codec": codec},
+                }
+                for v in VIEWS
+            },
             "observation.state": {"dtype": "float32", "shape": [DIM], "names": None},
             "action": {"dtype": "float32", "shape": [DIM], "names": None},
-            **{k: {"dtype": t, "shape": [1], "names": None} for k, t in (
-                ("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
-                ("index", "int64"), ("task_index", "int64"), ("annotation.human.task_description", "int64"))},
+            **{
+                k: {"dtype": t, "shape": [1], "names": None}
+                for k, t in (
+                    ("timestamp", "float32"),
+                    ("frame_index", "int64"),
+                    ("episode_index", "int64"),
+                    ("index", "int64"),
+                    ("task_index", "int64"),
+                    ("annotation.human.task_description", "int64"),
+                )
+            },
         },
     }
     first = 0
@@ -97,22 +116,25 @@ def write_bench_dataset(root: Path, codec: str, lengths: list[int]) -> Path:
     for ep, length in enumerate(lengths):
         rng = np.random.default_rng(ep)
         traj = np.cumsum(rng.normal(0, 0.02, size=(length + 1, DIM)), axis=0).astype(np.float32)
-        table = pa.table({
-            "observation.state": pa.array(list(traj[:-1]), type=pa.list_(pa.float32())),
-            "action": pa.array(list(traj[1:]), type=pa.list_(pa.float32())),
-            "timestamp": pa.array(np.arange(length, dtype=np.float32) / FPS),
-            "frame_index": pa.array(np.arange(length, dtype=np.int64)),
-            "episode_index": pa.array(np.full(length, ep, dtype=np.int64)),
-            "index": pa.array(np.arange(first, first + length, dtype=np.int64)),
-            "task_index": pa.array(np.zeros(length, dtype=np.int64)),
-            "annotation.human.task_description": pa.array(np.zeros(length, dtype=np.int64)),
-        })
+        table = pa.table(
+            {
+                "observation.state": pa.array(list(traj[:-1]), type=pa.list_(pa.float32())),
+                "action": pa.array(list(traj[1:]), type=pa.list_(pa.float32())),
+                "timestamp": pa.array(np.arange(length, dtype=np.float32) / FPS),
+                "frame_index": pa.array(np.arange(length, dtype=np.int64)),
+                "episode_index": pa.array(np.full(length, ep, dtype=np.int64)),
+                "index": pa.array(np.arange(first, first + length, dtype=np.int64)),
+                "task_index": pa.array(np.zeros(length, dtype=np.int64)),
+                "annotation.human.task_description": pa.array(np.zeros(length, dtype=np.int64)),
+            }
+        )
         path = tmp / info["data_path"].format(episode_chunk=0, episode_index=ep)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
         for v, view in enumerate(VIEWS):
-            vpath = tmp / info["video_path"].format(episode_chunk=0, video_key=f"observation.images.{view}",
-                                                    episode_index=ep)
+            vpath = tmp / info["video_path"].format(
+                episode_chunk=0, video_key=f"observation.images.{view}", episode_index=ep
+            )
             encode_video(vpath, _frames(ep, length, v), FPS, codec=codec, gop=2, crf=30)
         episodes.append({"episode_index": ep, "tasks": [TASK], "length": length})
         first += length
@@ -121,12 +143,17 @@ def write_bench_dataset(root: Path, codec: str, lengths: list[int]) -> Path:
     (meta / "info.json").write_text(json.dumps(info, indent=2))
     (meta / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in episodes))
     (meta / "tasks.jsonl").write_text(json.dumps({"task_index": 0, "task": TASK}) + "\n")
-    (meta / "modality.json").write_text(json.dumps({
-        "state": {"body": {"start": 0, "end": DIM}},
-        "action": {"body": {"start": 0, "end": DIM, "absolute": False}},
-        "video": {v: {"original_key": f"observation.images.{v}"} for v in VIEWS},
-        "annotation": {"human.task_description": {}},
-    }, indent=2))
+    (meta / "modality.json").write_text(
+        json.dumps(
+            {
+                "state": {"body": {"start": 0, "end": DIM}},
+                "action": {"body": {"start": 0, "end": DIM, "absolute": False}},
+                "video": {v: {"original_key": f"observation.images.{v}"} for v in VIEWS},
+                "annotation": {"human.task_description": {}},
+            },
+            indent=2,
+        )
+    )
     from gr00t.data.stats import compute_and_write
 
     compute_and_write(tmp, Gr00tDatasetEmbodiment())
@@ -149,13 +176,19 @@ def make_processor(root: Path, resize_backend: str = "torch"):
     emb = Gr00tDatasetEmbodiment()
     config = load_preset("n16_tiny", max_state_dim=64, max_action_dim=64, use_relative_action=True)
     stats, rel = load_stats(root, emb)
-    return Gr00tProcessor.from_config(config, [(emb, stats, rel)], build_tiny_tokenizer(), training=True,
-                                      vlm_overrides={"resize_backend": resize_backend})
+    return Gr00tProcessor.from_config(
+        config,
+        [(emb, stats, rel)],
+        build_tiny_tokenizer(),
+        training=True,
+        vlm_overrides={"resize_backend": resize_backend},
+    )
 
 
 # ---------------------------------------------------------------------------- measurements
-def random_access(root: Path, n: int, seed: int = 0, rounds: int = 10,
-                  backends: tuple[str, ...] = ("pil",)) -> dict:
+def random_access(
+    root: Path, n: int, seed: int = 0, rounds: int = 10, backends: tuple[str, ...] = ("pil",)
+) -> dict:
     """Model-ready vs raw-decode rate on the same random samples, per Eagle resize backend.
 
     The raw decode and one full pipeline per backend are measured interleaved in ``rounds`` chunks
@@ -172,7 +205,9 @@ def random_access(root: Path, n: int, seed: int = 0, rounds: int = 10,
     for i in idx:
         ep, step = ds.locate(int(i))
         e = ds._episode(ep)
-        plan.append([(ds.reader.video_location(ep, f"observation.images.{v}"), e.timestamps[step]) for v in VIEWS])
+        plan.append(
+            [(ds.reader.video_location(ep, f"observation.images.{v}"), e.timestamps[step]) for v in VIEWS]
+        )
 
     def full(proc, sel: np.ndarray) -> float:
         t0 = time.perf_counter()
@@ -190,7 +225,7 @@ def random_access(root: Path, n: int, seed: int = 0, rounds: int = 10,
     jobs = [("raw", raw)] + [(b, lambda sel, p=p: full(p, sel)) for b, p in procs.items()]
     totals = dict.fromkeys([name for name, _ in jobs], 0.0)
     for r, sel in enumerate(np.array_split(np.arange(n), rounds)):
-        for name, job in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
+        for name, job in jobs[r % len(jobs) :] + jobs[: r % len(jobs)]:
             totals[name] += job(sel)
     out = {"raw_decode_samples_per_s": n / totals["raw"]}
     for b in backends:
@@ -220,8 +255,16 @@ def segment_mode(root: Path, groups: int = 4, batch_size: int = 32) -> dict:
     n = groups * 8 * 32
 
     def stream(transform=None):
-        return iter(SegmentStream([ds], segment_length=32, segments_per_group=8, batch_size=batch_size, seed=0,
-                                  transform=transform))
+        return iter(
+            SegmentStream(
+                [ds],
+                segment_length=32,
+                segments_per_group=8,
+                batch_size=batch_size,
+                seed=0,
+                transform=transform,
+            )
+        )
 
     proc = make_processor(root)
     proc(ds[0], rng=0)  # warm-up of the processor only
@@ -236,8 +279,11 @@ def segment_mode(root: Path, groups: int = 4, batch_size: int = 32) -> dict:
     for _ in range(n // batch_size):
         distinct.append(len({next(raw)["episode_index"] for _ in range(batch_size)}))
     raw_rate = n / (time.perf_counter() - t0)
-    return {"segment_samples_per_s": rate, "segment_raw_samples_per_s": raw_rate,
-            "distinct_episodes_per_batch": float(np.mean(distinct))}
+    return {
+        "segment_samples_per_s": rate,
+        "segment_raw_samples_per_s": raw_rate,
+        "distinct_episodes_per_batch": float(np.mean(distinct)),
+    }
 
 
 def _rss_worker(root: str, n: int, queue) -> None:
@@ -266,15 +312,27 @@ def main() -> None:
     parser.add_argument("--codecs", nargs="+", default=["h264", "av1"])
     parser.add_argument("--short", type=int, default=150, help="frames per short episode (16 episodes)")
     parser.add_argument("--long", type=int, default=3000, help="frames per long episode (2 episodes)")
-    parser.add_argument("--parts", nargs="+", default=["random", "rss", "sequential", "segment"],
-                        choices=["random", "rss", "sequential", "segment"], help="measurements to run")
-    parser.add_argument("--eagle-resize", nargs="+", default=["pil", "torch"], choices=["pil", "torch"],
-                        help="Eagle resize backends measured side by side in the random-access part")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        default=["random", "rss", "sequential", "segment"],
+        choices=["random", "rss", "sequential", "segment"],
+        help="measurements to run",
+    )
+    parser.add_argument(
+        "--eagle-resize",
+        nargs="+",
+        default=["pil", "torch"],
+        choices=["pil", "torch"],
+        help="Eagle resize backends measured side by side in the random-access part",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # one DataLoader worker = one process, one thread
     args.workdir.mkdir(parents=True, exist_ok=True)
-    print(f"bench/data.py: {SIZE}x{SIZE} x {len(VIEWS)} cameras, state/action {DIM}-dim, horizon {HORIZON}, "
-          f"{args.samples} samples per measurement, 1 process / 1 thread, video backend auto")
+    print(
+        f"bench/data.py: {SIZE}x{SIZE} x {len(VIEWS)} cameras, state/action {DIM}-dim, horizon {HORIZON}, "
+        f"{args.samples} samples per measurement, 1 process / 1 thread, video backend auto"
+    )
     for codec in args.codecs:
         t0 = time.perf_counter()
         short = write_bench_dataset(args.workdir / f"{codec}_short", codec, [args.short] * 16)
@@ -285,31 +343,46 @@ def main() -> None:
         if "random" in args.parts:
             ra = random_access(short, args.samples, backends=tuple(args.eagle_resize))
             for b in args.eagle_resize:
-                note = " (opt-in vlm.resize_backend=pil, bit-exact reference)" if b == "pil" else " (default, within +-2 of PIL)"
-                print(f"[{codec}] random access, Eagle resize {b}{note}: model-ready "
-                      f"{ra[b]['model_ready_samples_per_s']:.1f} samples/s, raw decode of the same frames "
-                      f"{ra['raw_decode_samples_per_s']:.1f} samples/s -> ratio {100 * ra[b]['ratio']:.0f}%")
+                note = (
+                    " (opt-in vlm.resize_backend=pil, bit-exact reference)"
+                    if b == "pil"
+                    else " (default, within +-2 of PIL)"
+                )
+                print(
+                    f"[{codec}] random access, Eagle resize {b}{note}: model-ready "
+                    f"{ra[b]['model_ready_samples_per_s']:.1f} samples/s, raw decode of the same frames "
+                    f"{ra['raw_decode_samples_per_s']:.1f} samples/s -> ratio {100 * ra[b]['ratio']:.0f}%"
+                )
         if "rss" in args.parts:
             rss_short, rss_long = peak_rss_mb(short, args.samples), peak_rss_mb(long, args.samples)
-            print(f"[{codec}] peak RSS per worker: short episodes ({args.short} frames) {rss_short:.0f} MB, "
-                  f"long episodes ({args.long} frames) {rss_long:.0f} MB")
+            print(
+                f"[{codec}] peak RSS per worker: short episodes ({args.short} frames) {rss_short:.0f} MB, "
+                f"long episodes ({args.long} frames) {rss_long:.0f} MB"
+            )
         if "sequential" in args.parts:
             seq = sequential(long)
-            line = (f"[{codec}] sequential decode: {seq['sequential_frames_per_s']:.0f} frames/s -> limit "
-                    f"{seq['sequential_limit_samples_per_s']:.1f} samples/s ({len(VIEWS)} views/sample)")
+            line = (
+                f"[{codec}] sequential decode: {seq['sequential_frames_per_s']:.0f} frames/s -> limit "
+                f"{seq['sequential_limit_samples_per_s']:.1f} samples/s ({len(VIEWS)} views/sample)"
+            )
             if ra is not None:
-                line += (f"; random-access raw decode is "
-                         f"{ra['raw_decode_samples_per_s'] / seq['sequential_limit_samples_per_s']:.2f}x of it")
+                line += (
+                    f"; random-access raw decode is "
+                    f"{ra['raw_decode_samples_per_s'] / seq['sequential_limit_samples_per_s']:.2f}x of it"
+                )
             print(line)
         if "segment" in args.parts:
             sm = segment_mode(short)
             limit = seq["sequential_limit_samples_per_s"] if seq is not None else float("nan")
-            print(f"[{codec}] segment mode: {sm['segment_samples_per_s']:.1f} samples/s = "
-                  f"{100 * sm['segment_samples_per_s'] / limit:.0f}% of the sequential limit "
-                  f"(decode + windows only: {sm['segment_raw_samples_per_s']:.1f} samples/s = "
-                  f"{100 * sm['segment_raw_samples_per_s'] / limit:.0f}%), "
-                  f"{sm['distinct_episodes_per_batch']:.1f} distinct episodes per batch of 32 "
-                  f"(segments of 32 steps, 8 segments per group)")
+            print(
+                f"[{codec}] segment mode: {sm['segment_samples_per_s']:.1f} samples/s = "
+                f"{100 * sm['segment_samples_per_s'] / limit:.0f}% of the sequential limit "
+                f"(decode + windows only: {sm['segment_raw_samples_per_s']:.1f} samples/s = "
+                f"{100 * sm['segment_raw_samples_per_s'] / limit:.0f}%), "
+                f"{sm['distinct_episodes_per_batch']:.1f} distinct episodes per batch of 32 "
+                f"(segments of 32 steps, 8 segments per group)"
+            )
+
 
 if __name__ == "__main__":
     main()

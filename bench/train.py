@@ -31,21 +31,40 @@ REPO = Path(__file__).resolve().parents[1]
 # ---- CPU: the real command under torchrun ---------------------------------------------------------------
 
 
-def cpu_run(nproc: int, steps: int, warmup: int, per_device_batch: int, data: Path, work: Path,
-            threads: int | None = None) -> dict:
+def cpu_run(
+    nproc: int,
+    steps: int,
+    warmup: int,
+    per_device_batch: int,
+    data: Path,
+    work: Path,
+    threads: int | None = None,
+) -> dict:
     """One `gr00t-finetune` run of the tiny model with `nproc` processes; metrics after warm-up."""
     run_dir = work / f"run-{nproc}"
     shutil.rmtree(run_dir, ignore_errors=True)
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--rdzv-backend=c10d",
-        "--rdzv-endpoint=127.0.0.1:0", "-m", "gr00t.cli.finetune",
-        "embodiment=new_embodiment", f"data={data}", "model=n16_tiny", "trainer=demo", f"run_dir={run_dir}",
-        f"trainer.max_steps={steps}", "trainer.logging_steps=1", f"trainer.save_steps={steps * 10}",
-        f"trainer.global_batch_size={per_device_batch * nproc}", "trainer.deepspeed=none",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=127.0.0.1:0",
+        "-m",
+        "gr00t.cli.finetune",
+        "embodiment=new_embodiment",
+        f"data={data}",
+        "model=n16_tiny",
+        "trainer=demo",
+        f"run_dir={run_dir}",
+        f"trainer.max_steps={steps}",
+        "trainer.logging_steps=1",
+        f"trainer.save_steps={steps * 10}",
+        f"trainer.global_batch_size={per_device_batch * nproc}",
+        "trainer.deepspeed=none",
     ]
     threads = threads or max(1, (os.cpu_count() or 2) // nproc)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
-           "WANDB_MODE": "disabled"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
     wall = time.perf_counter() - t0
@@ -75,13 +94,20 @@ def bench_cpu(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="gr00t-bench-train-"))
     try:
         data = write_demo_dataset(work / "demo_data")
-        print(f"CPU: n16_tiny, demo dataset, {os.cpu_count()} cores, per-device batch {args.batch}, "
-              f"{args.steps} steps ({args.warmup} warm-up excluded)")
-        print(f"{'procs':>5} {'threads':>7} {'global batch':>12} {'step s':>8} {'samples/s':>10} {'peak MiB/proc':>14} {'wall s':>7}")
+        print(
+            f"CPU: n16_tiny, demo dataset, {os.cpu_count()} cores, per-device batch {args.batch}, "
+            f"{args.steps} steps ({args.warmup} warm-up excluded)"
+        )
+        print(
+            f"{'procs':>5} {'threads':>7} {'global batch':>12} {'step s':>8} {'samples/s':>10} {'peak MiB/proc':>14} {'wall s':>7}"
+        )
         for nproc in args.procs:
             r = cpu_run(nproc, args.steps, args.warmup, args.batch, data, work, args.threads)
-            print(f"{r['processes']:>5} {r['threads_per_process']:>7} {r['global_batch']:>12} {r['step_time_s']:>8.3f} {r['samples_per_s']:>10.2f} "
-                  f"{r['peak_mem_mb_rank0']:>14.0f} {r['wall_s_total']:>7.1f}", flush=True)
+            print(
+                f"{r['processes']:>5} {r['threads_per_process']:>7} {r['global_batch']:>12} {r['step_time_s']:>8.3f} {r['samples_per_s']:>10.2f} "
+                f"{r['peak_mem_mb_rank0']:>14.0f} {r['wall_s_total']:>7.1f}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -102,12 +128,15 @@ def synthetic_batch(config, batch_size: int, device, text_tokens: int = 20, imag
     special = {config.image_token_id, config.img_start_token_id, config.img_end_token_id}
     text = torch.randint(0, min(vocab, 1000), (batch_size, text_tokens))
     text[torch.isin(text, torch.tensor(sorted(special)))] = 1
-    ids = torch.cat([
-        text,
-        torch.full((batch_size, 1), config.img_start_token_id),
-        torch.full((batch_size, n_img_tokens), config.image_token_id),
-        torch.full((batch_size, 1), config.img_end_token_id),
-    ], dim=1)
+    ids = torch.cat(
+        [
+            text,
+            torch.full((batch_size, 1), config.img_start_token_id),
+            torch.full((batch_size, n_img_tokens), config.image_token_id),
+            torch.full((batch_size, 1), config.img_end_token_id),
+        ],
+        dim=1,
+    )
     a, s = config.max_action_dim, config.max_state_dim
     return {
         "input_ids": ids.to(device),
@@ -189,7 +218,9 @@ def bench_cuda(args: argparse.Namespace) -> None:
     import torch
 
     if not torch.cuda.is_available():
-        print("CUDA: no GPU on this machine; skipped the n16 bf16 figures (batch 8/16/32, largest batch in 24 GB)")
+        print(
+            "CUDA: no GPU on this machine; skipped the n16 bf16 figures (batch 8/16/32, largest batch in 24 GB)"
+        )
         return
     device = torch.device("cuda", 0)
     name = torch.cuda.get_device_name(device)
@@ -197,15 +228,20 @@ def bench_cuda(args: argparse.Namespace) -> None:
     print(f"CUDA: {name}, {total / 2**30:.0f} GiB; n16 default finetune unfreezing, bf16 autocast, AdamW")
     model, _, _ = build_finetune_model("n16", device)
     parts = model.num_parameters_by_part(), model.num_parameters_by_part(trainable_only=True)
-    print(f"  parameters: total {parts[0]['total']:,}, trainable {parts[1]['total']:,} "
-          f"(backbone {parts[1]['backbone']:,}, action head {parts[1]['action_head']:,})")
+    print(
+        f"  parameters: total {parts[0]['total']:,}, trainable {parts[1]['total']:,} "
+        f"(backbone {parts[1]['backbone']:,}, action head {parts[1]['action_head']:,})"
+    )
     del model
     torch.cuda.empty_cache()
     print(f"{'batch':>6} {'step s':>8} {'samples/s':>10} {'peak GiB':>9}")
     for bs in args.cuda_batches:
         try:
             r = measure_batch("n16", bs, args.cuda_steps, device)
-            print(f"{r['batch']:>6} {r['step_s']:>8.3f} {r['samples_per_s']:>10.1f} {r['peak_gib']:>9.1f}", flush=True)
+            print(
+                f"{r['batch']:>6} {r['step_s']:>8.3f} {r['samples_per_s']:>10.1f} {r['peak_gib']:>9.1f}",
+                flush=True,
+            )
         except torch.OutOfMemoryError:
             torch.cuda.empty_cache()
             print(f"{bs:>6} out of memory")
@@ -225,13 +261,16 @@ def bench_cuda(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=12, help="CPU: optimiser steps per run")
     parser.add_argument("--warmup", type=int, default=4, help="CPU: first steps excluded from the figures")
     parser.add_argument("--batch", type=int, default=2, help="CPU: per-device batch")
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="CPU: process counts to compare")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU: OMP threads per process (default: cores / processes)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU: OMP threads per process (default: cores / processes)"
+    )
     parser.add_argument("--skip-cpu", action="store_true")
     parser.add_argument("--cuda-batches", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--cuda-steps", type=int, default=5)

@@ -24,8 +24,20 @@ from gr00t.paths import config_root, recipes_root
 
 CONFIG_GROUPS = ("model", "embodiment", "trainer", "launcher")
 # Hydra flags that take the next argument as their value.
-_FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--info", "--config-name", "-cn",
-                     "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun")
+_FLAGS_WITH_VALUE = (
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+)
 _HELP_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc", "--info", "-i")
 
 
@@ -69,10 +81,21 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         arg = argv[i]
         if arg.startswith("-"):
             flags.append(arg)
-            if arg in _FLAGS_WITH_VALUE and "=" not in arg and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            if (
+                arg in _FLAGS_WITH_VALUE
+                and "=" not in arg
+                and i + 1 < len(argv)
+                and not argv[i + 1].startswith("-")
+            ):
                 # `--info` and `--cfg` take an optional/required word; the others a value.
-                if arg not in ("--info", "-i") or argv[i + 1] in ("all", "config", "defaults", "defaults-tree",
-                                                                 "plugins", "searchpath"):
+                if arg not in ("--info", "-i") or argv[i + 1] in (
+                    "all",
+                    "config",
+                    "defaults",
+                    "defaults-tree",
+                    "plugins",
+                    "searchpath",
+                ):
                     flags.append(argv[i + 1])
                     i += 1
         else:
@@ -89,8 +112,10 @@ def pick_recipe(overrides: Sequence[str], default: str) -> str:
             name = item.split("=", 1)[1]
     names = available_recipes()
     if name not in names:
-        raise ConfigError(f"recipe={name!r}: no file {recipes_root() / (name + '.yaml')}. "
-                          f"Valid recipes: {names}.{did_you_mean(name, names)}")
+        raise ConfigError(
+            f"recipe={name!r}: no file {recipes_root() / (name + '.yaml')}. "
+            f"Valid recipes: {names}.{did_you_mean(name, names)}"
+        )
     return name
 
 
@@ -178,8 +203,10 @@ def validate_overrides(recipe: str, overrides: Sequence[str]) -> DictConfig:
             value = ov.value()
             options = group_options(key)
             if not isinstance(value, str) or value not in options:
-                raise ConfigError(f"{key}={value!r}: no file {config_root() / key / (str(value) + '.yaml')}. "
-                                  f"Valid choices for {key}: {options}.{did_you_mean(str(value), options)}")
+                raise ConfigError(
+                    f"{key}={value!r}: no file {config_root() / key / (str(value) + '.yaml')}. "
+                    f"Valid choices for {key}: {options}.{did_you_mean(str(value), options)}"
+                )
             group_overrides.append(ov.input_line)
 
     GlobalHydra.instance().clear()
@@ -188,8 +215,15 @@ def validate_overrides(recipe: str, overrides: Sequence[str]) -> DictConfig:
             base = compose(recipe, overrides=[searchpath_override(), *group_overrides])
             for ov in parsed:
                 key = ov.key_or_group
-                if key in CONFIG_GROUPS or key == "recipe" or key.startswith("hydra") or ov.is_add() \
-                        or ov.is_force_add() or ov.is_delete() or ov.package is not None:
+                if (
+                    key in CONFIG_GROUPS
+                    or key == "recipe"
+                    or key.startswith("hydra")
+                    or ov.is_add()
+                    or ov.is_force_add()
+                    or ov.is_delete()
+                    or ov.package is not None
+                ):
                     continue
                 node = _check_key(base, key)
                 if not ov.is_sweep_override() and not isinstance(node, (DictConfig, ListConfig)):
@@ -219,8 +253,9 @@ def _rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) or 0)
 
 
-def run_hydra(prog: str, default_recipe: str, task: Callable[[DictConfig], Any],
-              argv: Sequence[str] | None = None) -> int:
+def run_hydra(
+    prog: str, default_recipe: str, task: Callable[[DictConfig], Any], argv: Sequence[str] | None = None
+) -> int:
     """Validate the command line, then run `task(cfg)` under `hydra.main`. Returns an exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     flags, overrides = split_argv(argv)
@@ -233,7 +268,9 @@ def run_hydra(prog: str, default_recipe: str, task: Callable[[DictConfig], Any],
             raw_run_dir = str(composed._get_node("run_dir")._value()) if "run_dir" in composed else ""
             if multi and "${now:" in raw_run_dir and "--cfg" not in flags:
                 # the default run_dir holds a timestamp, which the processes would each resolve differently
-                raise ConfigError("with several processes (WORLD_SIZE > 1) give run_dir=<directory> explicitly")
+                raise ConfigError(
+                    "with several processes (WORLD_SIZE > 1) give run_dir=<directory> explicitly"
+                )
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -15,14 +15,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(cameras front/wrist, state/action = arm(6) + gripper(1), fps 15) with meta/modality.json.",
     )
     parser.add_argument("output", help="dataset folder to create (must not exist or be empty)")
-    parser.add_argument("--version", default="v3.0", choices=SUPPORTED_VERSIONS, help="LeRobot layout (default v3.0)")
+    parser.add_argument(
+        "--version", default="v3.0", choices=SUPPORTED_VERSIONS, help="LeRobot layout (default v3.0)"
+    )
     parser.add_argument("--episodes", type=int, default=6, help="number of episodes (default 6)")
     parser.add_argument("--length", type=int, default=60, help="frames per episode (default 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--codec", default="h264", help="h264, av1, or an encoder name such as libsvtav1")
     parser.add_argument("--height", type=int, default=96)
     parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--episodes-per-file", type=int, default=None, help="v3.0: episodes per data/video file")
+    parser.add_argument(
+        "--episodes-per-file", type=int, default=None, help="v3.0: episodes per data/video file"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     return parser
 
@@ -33,9 +37,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         path = write_demo_dataset(
-            args.output, version=args.version, num_episodes=args.episodes, episode_length=args.length,
-            seed=args.seed, codec=args.codec, height=args.height, width=args.width,
-            episodes_per_file=args.episodes_per_file, overwrite=args.overwrite,
+            args.output,
+            version=args.version,
+            num_episodes=args.episodes,
+            episode_length=args.length,
+            seed=args.seed,
+            codec=args.codec,
+            height=args.height,
+            width=args.width,
+            episodes_per_file=args.episodes_per_file,
+            overwrite=args.overwrite,
         )
     except (ValueError, FileExistsError) as err:
         print(f"gr00t-demo-data: error: {err}", file=sys.stderr)

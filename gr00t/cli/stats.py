@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("dataset", type=Path, help="dataset root (the folder holding meta/info.json)")
     parser.add_argument(
-        "--embodiment", required=True,
+        "--embodiment",
+        required=True,
         help="embodiment config name (configs/embodiment/<name>.yaml), tag, or path to a YAML file",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the written paths")
@@ -30,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fmt(values: np.ndarray) -> str:
-    return np.array2string(np.asarray(values), precision=3, max_line_width=100, threshold=12, suppress_small=True)
+    return np.array2string(
+        np.asarray(values), precision=3, max_line_width=100, threshold=12, suppress_small=True
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             for k in ("mean", "std", "min", "max"):
                 print(f"    {k:5s} {_fmt(s[k])}")
         for key, s in relative.items():
-            print(f"  relative {key}  [H={s['mean'].shape[0]}, D={s['mean'].shape[1]}] from {int(s['count'])} chunks")
+            print(
+                f"  relative {key}  [H={s['mean'].shape[0]}, D={s['mean'].shape[1]}] from {int(s['count'])} chunks"
+            )
             print(f"    |mean| max per step {_fmt(np.abs(s['mean']).max(-1))}")
     print(f"wrote {stats_path}")
     print(f"wrote {rel_path}")

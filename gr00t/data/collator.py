@@ -48,11 +48,15 @@ class Gr00tCollator:
         has_action = ["action" in s for s in samples]
         if any(has_action) and not all(has_action):
             missing = [i for i, h in enumerate(has_action) if not h]
-            raise ValueError(f"samples {missing} have no 'action' while others do; a batch is all-train or all-inference")
+            raise ValueError(
+                f"samples {missing} have no 'action' while others do; a batch is all-train or all-inference"
+            )
         for i, s in enumerate(samples):
             for key in ("input_ids", "state", "embodiment_id"):
                 if key not in s:
-                    raise KeyError(f"sample {i} lacks {key!r} (got keys {sorted(s)}); was it made by Gr00tProcessor?")
+                    raise KeyError(
+                        f"sample {i} lacks {key!r} (got keys {sorted(s)}); was it made by Gr00tProcessor?"
+                    )
         vlm = [{k: _as_tensor(s[k], k, i) for k in VLM_KEYS if k in s} for i, s in enumerate(samples)]
         batch = collate_vlm_inputs(vlm, pad_token_id=self.pad_token_id)
         for key in FLOAT_KEYS:

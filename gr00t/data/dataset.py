@@ -136,7 +136,11 @@ class Gr00tDataset(Dataset):
     # ---- reading ------------------------------------------------------------------------------
     def _check_keys(self) -> None:
         emb, mod = self.embodiment, self.modality
-        for section, keys in (("state", emb.state.keys), ("action", emb.action.keys), ("video", emb.video.keys)):
+        for section, keys in (
+            ("state", emb.state.keys),
+            ("action", emb.action.keys),
+            ("video", emb.video.keys),
+        ):
             have = _section(mod, section)
             missing = [k for k in keys if k not in have]
             if missing:
@@ -240,7 +244,9 @@ class Gr00tDataset(Dataset):
         if self.load_video:
             for view in emb.video.keys:
                 original = _video_key(self.modality, view)
-                frames[view] = self.reader.decode_segment(ep.index, original, lo, hi + 1, backend=self.video_backend)
+                frames[view] = self.reader.decode_segment(
+                    ep.index, original, lo, hi + 1, backend=self.video_backend
+                )
         out = []
         for step in range(first_step, first_step + num_steps):
             s = self.sample(episode, step, with_video=False)
@@ -272,7 +278,11 @@ class MixtureDataset(Dataset):
 
     @classmethod
     def from_mixture(
-        cls, mixture: Any, transform: Callable[..., Any] | None = None, video_backend: str = "auto", seed: int = 0
+        cls,
+        mixture: Any,
+        transform: Callable[..., Any] | None = None,
+        video_backend: str = "auto",
+        seed: int = 0,
     ) -> MixtureDataset:
         """One `Gr00tDataset` per entry of a `gr00t.data.mixture.Mixture`, in order; pair it with
         ``MixtureSampler(dataset.sizes, weights=mixture.weights, ...)``."""
@@ -360,7 +370,9 @@ class SegmentStream(IterableDataset):
         d = int(self.sampler.dataset_of(np.array([g]))[0])
         return d, self.segments[d][g - int(self.sampler.offsets[d])]
 
-    def _stream_groups(self, role: int, num_streams: int) -> Iterator[tuple[int, list[tuple[int, tuple[int, int, int]]]]]:
+    def _stream_groups(
+        self, role: int, num_streams: int
+    ) -> Iterator[tuple[int, list[tuple[int, tuple[int, int, int]]]]]:
         """(group number, segments) of one stream, endlessly."""
         stride = self.world_size * num_streams
         base = self.rank + self.world_size * role
@@ -382,7 +394,9 @@ class SegmentStream(IterableDataset):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         for key in ("seed", "batch_size"):
             if state.get(key) != getattr(self, key):
-                raise ValueError(f"segment stream state mismatch for {key!r}: {state.get(key)!r} vs {getattr(self, key)!r}")
+                raise ValueError(
+                    f"segment stream state mismatch for {key!r}: {state.get(key)!r} vs {getattr(self, key)!r}"
+                )
         self.consumed_batches = int(state["consumed_batches"])
 
     # ---- iteration -----------------------------------------------------------------------------

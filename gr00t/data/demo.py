@@ -79,8 +79,9 @@ def read_frame_code(frame: np.ndarray) -> tuple[int, int]:
     return values[1], values[0]
 
 
-def _render(state: np.ndarray, task: int, camera: str, episode: int, frame_index: int,
-            height: int, width: int) -> np.ndarray:
+def _render(
+    state: np.ndarray, task: int, camera: str, episode: int, frame_index: int, height: int, width: int
+) -> np.ndarray:
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     if camera == "front":
         background = np.stack([xs / width * 60 + 40, ys / height * 60 + 60, np.full_like(xs, 90)], -1)
@@ -150,11 +151,20 @@ def _features(encoder: str, height: int, width: int) -> dict:
             "names": ["height", "width", "channels"],
             "info": dict(video_info),
         }
-    features["observation.state"] = {"dtype": "float32", "shape": [len(STATE_NAMES)], "names": list(STATE_NAMES)}
+    features["observation.state"] = {
+        "dtype": "float32",
+        "shape": [len(STATE_NAMES)],
+        "names": list(STATE_NAMES),
+    }
     features["action"] = {"dtype": "float32", "shape": [len(STATE_NAMES)], "names": list(STATE_NAMES)}
-    for name, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
-                        ("index", "int64"), ("task_index", "int64"),
-                        ("annotation.human.task_description", "int64")):
+    for name, dtype in (
+        ("timestamp", "float32"),
+        ("frame_index", "int64"),
+        ("episode_index", "int64"),
+        ("index", "int64"),
+        ("task_index", "int64"),
+        ("annotation.human.task_description", "int64"),
+    ):
         features[name] = {"dtype": dtype, "shape": [1], "names": None}
     return features
 
@@ -211,20 +221,30 @@ def _write_v21(root: Path, episodes: list[dict], encoder: str, info: dict, gop: 
             encode_video(vpath, ep["frames"][cam], FPS, codec=encoder, gop=gop, crf=crf)
     _write_jsonl(
         root / "meta/episodes.jsonl",
-        [{"episode_index": ep["episode_index"], "tasks": [TASKS[ep["task_index"]]], "length": ep["length"]}
-         for ep in episodes],
+        [
+            {"episode_index": ep["episode_index"], "tasks": [TASKS[ep["task_index"]]], "length": ep["length"]}
+            for ep in episodes
+        ],
     )
     _write_jsonl(root / "meta/tasks.jsonl", [{"task_index": i, "task": t} for i, t in enumerate(TASKS)])
     _write_jsonl(
         root / "meta/episodes_stats.jsonl",
-        [{"episode_index": ep["episode_index"],
-          "stats": {"observation.state": _numeric_stats(ep["state"]), "action": _numeric_stats(ep["action"])}}
-         for ep in episodes],
+        [
+            {
+                "episode_index": ep["episode_index"],
+                "stats": {
+                    "observation.state": _numeric_stats(ep["state"]),
+                    "action": _numeric_stats(ep["action"]),
+                },
+            }
+            for ep in episodes
+        ],
     )
 
 
-def _write_v30(root: Path, episodes: list[dict], encoder: str, info: dict, gop: int, crf: int,
-               episodes_per_file: int) -> None:
+def _write_v30(
+    root: Path, episodes: list[dict], encoder: str, info: dict, gop: int, crf: int, episodes_per_file: int
+) -> None:
     import pandas as pd
 
     chunks_size = info["chunks_size"]
@@ -238,8 +258,9 @@ def _write_v30(root: Path, episodes: list[dict], encoder: str, info: dict, gop: 
         for cam in CAMERAS:
             key = f"observation.images.{cam}"
             vpath = root / info["video_path"].format(video_key=key, chunk_index=chunk, file_index=file_index)
-            encode_video(vpath, (f for ep in group for f in ep["frames"][cam]), FPS, codec=encoder,
-                         gop=gop, crf=crf)
+            encode_video(
+                vpath, (f for ep in group for f in ep["frames"][cam]), FPS, codec=encoder, gop=gop, crf=crf
+            )
         offset = 0
         for ep in group:
             row = {
@@ -268,8 +289,10 @@ def _write_v30(root: Path, episodes: list[dict], encoder: str, info: dict, gop: 
     tasks.to_parquet(root / "meta/tasks.parquet")
     all_state = np.concatenate([ep["state"] for ep in episodes])
     all_action = np.concatenate([ep["action"] for ep in episodes])
-    _write_json(root / "meta/stats.json",
-                {"observation.state": _numeric_stats(all_state), "action": _numeric_stats(all_action)})
+    _write_json(
+        root / "meta/stats.json",
+        {"observation.state": _numeric_stats(all_state), "action": _numeric_stats(all_action)},
+    )
 
 
 def write_demo_dataset(
@@ -297,7 +320,9 @@ def write_demo_dataset(
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"demo dataset version {version!r}: expected one of {SUPPORTED_VERSIONS}")
     if height % 2 or width % 2 or width < CODE_BITS * 4 or height < 2 * CODE_ROW_HEIGHT + 8:
-        raise ValueError(f"demo frames {height}x{width}: need even sides, width >= {CODE_BITS * 4}, height >= 24")
+        raise ValueError(
+            f"demo frames {height}x{width}: need even sides, width >= {CODE_BITS * 4}, height >= 24"
+        )
     lengths = [episode_length] * num_episodes if isinstance(episode_length, int) else list(episode_length)
     if len(lengths) != num_episodes or min(lengths, default=1) < 1:
         raise ValueError(f"episode_length {episode_length!r}: need {num_episodes} positive lengths")
@@ -317,8 +342,17 @@ def write_demo_dataset(
             cam: [_render(state[i], task, cam, ep_index, i, height, width) for i in range(length)]
             for cam in CAMERAS
         }
-        episodes.append({"episode_index": ep_index, "task_index": task, "length": length, "state": state,
-                         "action": action, "frames": frames, "first_index": first_index})
+        episodes.append(
+            {
+                "episode_index": ep_index,
+                "task_index": task,
+                "length": length,
+                "state": state,
+                "action": action,
+                "frames": frames,
+                "first_index": first_index,
+            }
+        )
         first_index += length
 
     info = {

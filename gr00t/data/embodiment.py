@@ -136,7 +136,12 @@ class EmbodimentConfig:
         """Plain, YAML/JSON-ready form; `from_dict(to_dict())` rebuilds an equal config."""
         groups = []
         for g in self.action.groups:
-            entry: dict[str, Any] = {"key": g.key, "rep": g.rep, "type": g.type, "normalization": g.normalization}
+            entry: dict[str, Any] = {
+                "key": g.key,
+                "rep": g.rep,
+                "type": g.type,
+                "normalization": g.normalization,
+            }
             for opt in ("format", "state_key", "state_format"):
                 if getattr(g, opt) is not None:
                     entry[opt] = getattr(g, opt)
@@ -153,11 +158,16 @@ class EmbodimentConfig:
                 "sin_cos": list(self.state.sin_cos),
             },
             "action": {"delta_indices": list(self.action.delta_indices), "groups": groups},
-            "language": {"keys": list(self.language.keys), "delta_indices": list(self.language.delta_indices)},
+            "language": {
+                "keys": list(self.language.keys),
+                "delta_indices": list(self.language.delta_indices),
+            },
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>", name: str | None = None) -> EmbodimentConfig:
+    def from_dict(
+        cls, data: Mapping[str, Any], source: str = "<dict>", name: str | None = None
+    ) -> EmbodimentConfig:
         """Validate and build a config from a mapping (a parsed YAML file or a Hydra node)."""
         return _Parser(source).parse(_plain(data), name)
 
@@ -288,7 +298,9 @@ class _Parser:
 
     def str_list(self, key: str, value: Any, allow_empty: bool = False) -> tuple[str, ...]:
         if not isinstance(value, (list, tuple)) or (not value and not allow_empty):
-            raise self.fail(key, f"expected a {'' if allow_empty else 'non-empty '}list of strings, got {value!r}")
+            raise self.fail(
+                key, f"expected a {'' if allow_empty else 'non-empty '}list of strings, got {value!r}"
+            )
         items = tuple(self.string(f"{key}[{i}]", v) for i, v in enumerate(value))
         dupes = sorted({v for v in items if items.count(v) > 1})
         if dupes:
@@ -321,13 +333,19 @@ class _Parser:
         norm = self.mapping("state.normalization", data.get("normalization") or {})
         for k, mode in norm.items():
             if k not in base.keys:
-                raise self.fail(f"state.normalization.{k}", f"not a state key; state keys are {list(base.keys)}")
+                raise self.fail(
+                    f"state.normalization.{k}", f"not a state key; state keys are {list(base.keys)}"
+                )
             self.choice(f"state.normalization.{k}", mode, NORMALIZATION_MODES)
         sin_cos = self.str_list("state.sin_cos", data.get("sin_cos") or [], allow_empty=True)
         for i, k in enumerate(sin_cos):
             if k not in base.keys:
-                raise self.fail(f"state.sin_cos[{i}]", f"{k!r} is not a state key; state keys are {list(base.keys)}")
-        return StateConfig(keys=base.keys, delta_indices=base.delta_indices, normalization=dict(norm), sin_cos=sin_cos)
+                raise self.fail(
+                    f"state.sin_cos[{i}]", f"{k!r} is not a state key; state keys are {list(base.keys)}"
+                )
+        return StateConfig(
+            keys=base.keys, delta_indices=base.delta_indices, normalization=dict(norm), sin_cos=sin_cos
+        )
 
     def group(self, where: str, data: Any, state: StateConfig) -> ActionGroup:
         data = self.mapping(where, data)
@@ -335,7 +353,9 @@ class _Parser:
         key = self.string(f"{where}.key", data.get("key"))
         rep = self.choice(f"{where}.rep", data.get("rep", "absolute"), ACTION_REPS)
         typ = self.choice(f"{where}.type", data.get("type", "joint"), ACTION_TYPES)
-        norm = self.choice(f"{where}.normalization", data.get("normalization", "min_max"), NORMALIZATION_MODES)
+        norm = self.choice(
+            f"{where}.normalization", data.get("normalization", "min_max"), NORMALIZATION_MODES
+        )
         fmt = data.get("format")
         state_format = data.get("state_format")
         if typ == "eef":
@@ -373,7 +393,9 @@ class _Parser:
         else:
             delta_indices = self.int_list("action.delta_indices", deltas)
             if horizon is not None and len(delta_indices) != horizon:
-                raise self.fail("action.horizon", f"{horizon} disagrees with {len(delta_indices)} delta_indices")
+                raise self.fail(
+                    "action.horizon", f"{horizon} disagrees with {len(delta_indices)} delta_indices"
+                )
         groups_raw = data.get("groups")
         if not isinstance(groups_raw, (list, tuple)) or not groups_raw:
             raise self.fail("action.groups", f"expected a non-empty list of groups, got {groups_raw!r}")
@@ -393,7 +415,9 @@ class _Parser:
         tag = self.string("tag", data["tag"])
         idx = data["projector_index"]
         if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < MAX_NUM_EMBODIMENTS:
-            raise self.fail("projector_index", f"expected an integer in [0, {MAX_NUM_EMBODIMENTS}), got {idx!r}")
+            raise self.fail(
+                "projector_index", f"expected an integer in [0, {MAX_NUM_EMBODIMENTS}), got {idx!r}"
+            )
         state = self.state(data["state"])
         return EmbodimentConfig(
             name=str(data.get("name") or name or tag),

@@ -94,7 +94,9 @@ def _resize_uint8(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
     if (h, w) == (height, width):
         return frames
     if height >= h and width >= w:
-        return F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+        return F.interpolate(
+            frames, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+        )
     out = resize(frames.float(), height, width)
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
@@ -124,7 +126,7 @@ def _rotate(frames: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def _shift_hue(x: torch.Tensor, shift: float) -> torch.Tensor:
@@ -139,7 +141,9 @@ def _shift_hue(x: torch.Tensor, shift: float) -> torch.Tensor:
     hb = (r - g) / safe + 4
     h = torch.where(maxc == r, hr, torch.where(maxc == g, hg, hb)) / 6
     h = torch.where(delta > 0, h, torch.zeros_like(h))
-    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    s = torch.where(
+        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
+    )
     v = maxc
     h = (h + shift) % 1.0
     i = torch.floor(h * 6)
@@ -188,7 +192,9 @@ class ImageTransform:
         return AugmentDraw(
             crop_y=float(rng.uniform()),
             crop_x=float(rng.uniform()),
-            angle=float(rng.uniform(-c.rotation_degrees, c.rotation_degrees)) if c.rotation_degrees > 0 else 0.0,
+            angle=float(rng.uniform(-c.rotation_degrees, c.rotation_degrees))
+            if c.rotation_degrees > 0
+            else 0.0,
             brightness=factor(c.brightness),
             contrast=factor(c.contrast),
             saturation=factor(c.saturation),
@@ -196,7 +202,9 @@ class ImageTransform:
             order=tuple(int(i) for i in rng.permutation(4)),
         )
 
-    def apply(self, frames: np.ndarray, draw: AugmentDraw, view: str = "image", exact: bool = False) -> np.ndarray:
+    def apply(
+        self, frames: np.ndarray, draw: AugmentDraw, view: str = "image", exact: bool = False
+    ) -> np.ndarray:
         """uint8 [T, H, W, 3] -> uint8 [T, H', W', 3] with the given draw.
 
         ``exact=True`` forces the all-float path (no intermediate rounding); otherwise draws without

@@ -77,7 +77,13 @@ class Mixture:
         return {
             "name": self.name,
             "datasets": [
-                {"name": e.name, "path": str(e.path), "embodiment": e.embodiment, "weight": e.weight, "source": e.source}
+                {
+                    "name": e.name,
+                    "path": str(e.path),
+                    "embodiment": e.embodiment,
+                    "weight": e.weight,
+                    "source": e.source,
+                }
                 for e in self.entries
             ],
         }
@@ -180,7 +186,9 @@ def resolve_data(
     p = Path(text).expanduser()
     if p.is_dir():
         if not embodiment:
-            raise MixtureError(f"data={text!r} is a dataset directory: name its embodiment (embodiment=<name>)")
+            raise MixtureError(
+                f"data={text!r} is a dataset directory: name its embodiment (embodiment=<name>)"
+            )
         mixture = single_dataset(p, embodiment)
         if co_training_ratio:
             raise MixtureError(
@@ -215,7 +223,9 @@ def _parse_entries(path: Path, raw: Any, root: Path) -> tuple[MixtureEntry, ...]
         _check_keys(path, where, item, _ENTRY_KEYS)
         for required in ("path", "embodiment"):
             if not isinstance(item.get(required), str) or not item[required]:
-                raise MixtureError(f"{path}: key '{where}{required}': expected a non-empty string, got {item.get(required)!r}")
+                raise MixtureError(
+                    f"{path}: key '{where}{required}': expected a non-empty string, got {item.get(required)!r}"
+                )
         weight = item.get("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
             raise MixtureError(f"{path}: key '{where}weight': expected a positive number, got {weight!r}")
@@ -227,7 +237,9 @@ def _parse_entries(path: Path, raw: Any, root: Path) -> tuple[MixtureEntry, ...]
     names = [e.name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise MixtureError(f"{path}: key 'datasets': duplicate dataset names {dupes}; set distinct 'name' fields")
+        raise MixtureError(
+            f"{path}: key 'datasets': duplicate dataset names {dupes}; set distinct 'name' fields"
+        )
     return tuple(entries)
 
 

@@ -107,7 +107,9 @@ class Modality:
             out[name] = column[:, entry.start : entry.end]
         return out
 
-    def annotation_text(self, name: str, indices, tasks: dict[int, str], episode: int | None = None) -> list[str]:
+    def annotation_text(
+        self, name: str, indices, tasks: dict[int, str], episode: int | None = None
+    ) -> list[str]:
         """Resolve task-table indices of annotation channel `name` to strings."""
         if name not in self.annotation:
             raise KeyError(f"{self.source}: no annotation {name!r}; known: {sorted(self.annotation)}")
@@ -161,11 +163,15 @@ def _parse_slice(modality: str, name: str, spec, source: str) -> ArraySlice:
         raise ModalityError(f"{source}: {modality}.{name} must be an object with start/end, got {spec!r}")
     unknown = set(spec) - SLICE_FIELDS
     if unknown:
-        raise ModalityError(f"{source}: {modality}.{name} has unknown field(s) {sorted(unknown)}; "
-                            f"allowed: {sorted(SLICE_FIELDS)}")
+        raise ModalityError(
+            f"{source}: {modality}.{name} has unknown field(s) {sorted(unknown)}; "
+            f"allowed: {sorted(SLICE_FIELDS)}"
+        )
     for key in ("start", "end"):
         if not isinstance(spec.get(key), int) or isinstance(spec.get(key), bool):
-            raise ModalityError(f"{source}: {modality}.{name}.{key} must be an integer, got {spec.get(key)!r}")
+            raise ModalityError(
+                f"{source}: {modality}.{name}.{key} must be an integer, got {spec.get(key)!r}"
+            )
     if not 0 <= spec["start"] < spec["end"]:
         raise ModalityError(
             f"{source}: {modality}.{name} needs 0 <= start < end, got start={spec['start']} end={spec['end']}"
@@ -190,7 +196,9 @@ def parse_modality(data: dict, source: str = "modality.json") -> Modality:
         raise ModalityError(f"{source}: top level must be an object, got {type(data).__name__}")
     unknown = set(data) - {"state", "action", "video", "annotation"}
     if unknown:
-        raise ModalityError(f"{source}: unknown section(s) {sorted(unknown)}; expected state, action, video, annotation")
+        raise ModalityError(
+            f"{source}: unknown section(s) {sorted(unknown)}; expected state, action, video, annotation"
+        )
     sections = {}
     for modality in ("state", "action", "video", "annotation"):
         section = data.get(modality, {}) or {}

@@ -81,7 +81,9 @@ class Gr00tProcessor:
             self.state_action[p.embodiment.tag] = p
         dims = {(p.max_state_dim, p.max_action_dim, p.max_action_horizon) for p in procs}
         if len(dims) != 1:
-            raise ValueError(f"embodiments disagree on (max_state_dim, max_action_dim, action_horizon): {sorted(dims)}")
+            raise ValueError(
+                f"embodiments disagree on (max_state_dim, max_action_dim, action_horizon): {sorted(dims)}"
+            )
         self.max_state_dim, self.max_action_dim, self.action_horizon = dims.pop()
         ids: dict[int, str] = {}
         for p in procs:
@@ -152,21 +154,29 @@ class Gr00tProcessor:
                 return next(iter(self.state_action.values()))
             raise ValueError(f"several embodiments {self.embodiment_tags}: name the sample's 'embodiment'")
         if tag not in self.state_action:
-            raise KeyError(f"embodiment {tag!r} is unknown to this processor; it handles {self.embodiment_tags}")
+            raise KeyError(
+                f"embodiment {tag!r} is unknown to this processor; it handles {self.embodiment_tags}"
+            )
         return self.state_action[tag]
 
     # ---- raw sample -> model-ready sample --------------------------------------------------------
-    def __call__(self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None) -> dict[str, Any]:
+    def __call__(
+        self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None
+    ) -> dict[str, Any]:
         """One raw sample (ARCHITECTURE.md) → tensors for `Gr00tCollator`. ``rng`` drives the
         training-mode image augmentation (one draw for all frames and views)."""
         sap = self._embodiment(sample.get("embodiment"))
         emb = sap.embodiment
         video = sample.get("video")
         if not isinstance(video, Mapping):
-            raise ValueError(f"sample['video'] must map view names to uint8 [T, H, W, 3], got {type(video).__name__}")
+            raise ValueError(
+                f"sample['video'] must map view names to uint8 [T, H, W, 3], got {type(video).__name__}"
+            )
         missing = [k for k in emb.video.keys if k not in video]
         if missing:
-            raise KeyError(f"sample lacks video views {missing} of embodiment {emb.tag!r} (got {sorted(video)})")
+            raise KeyError(
+                f"sample lacks video views {missing} of embodiment {emb.tag!r} (got {sorted(video)})"
+            )
         views = {k: np.asarray(video[k]) for k in emb.video.keys}
         lengths = {k: v.shape[0] if v.ndim == 4 else None for k, v in views.items()}
         if len(set(lengths.values())) != 1 or None in lengths.values():
@@ -233,14 +243,18 @@ class Gr00tProcessor:
         """Rebuild a processor saved by `save_pretrained` (eval mode unless ``training``)."""
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
-            raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}; was it written by Gr00tProcessor.save_pretrained?")
+            raise FileNotFoundError(
+                f"no {CONFIG_NAME} in {directory}; was it written by Gr00tProcessor.save_pretrained?"
+            )
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON: {exc}") from exc
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+            raise ValueError(
+                f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})"
+            )
         tokenizer = load_tokenizer(Path(directory) / TOKENIZER_DIR)
         procs = [StateActionProcessor.from_dict(d) for d in data["embodiments"].values()]
         vlm = VLMInputBuilder(tokenizer=tokenizer, **data["vlm"])

@@ -242,7 +242,9 @@ def invert_transform(transform: np.ndarray) -> np.ndarray:
     return out
 
 
-def relative_pose(reference: np.ndarray, target: np.ndarray, fmt: str, reference_fmt: str | None = None) -> np.ndarray:
+def relative_pose(
+    reference: np.ndarray, target: np.ndarray, fmt: str, reference_fmt: str | None = None
+) -> np.ndarray:
     """inv(T_ref) @ T_target as `xyz + rotation` in `fmt`.
 
     reference: [..., D_ref] (broadcast against target's leading dims, e.g. [D] vs [H, D]).
@@ -252,7 +254,9 @@ def relative_pose(reference: np.ndarray, target: np.ndarray, fmt: str, reference
     return matrix_to_pose(invert_transform(t_ref) @ t_tgt, fmt)
 
 
-def compose_pose(reference: np.ndarray, relative: np.ndarray, fmt: str, reference_fmt: str | None = None) -> np.ndarray:
+def compose_pose(
+    reference: np.ndarray, relative: np.ndarray, fmt: str, reference_fmt: str | None = None
+) -> np.ndarray:
     """T_ref @ T_rel as `xyz + rotation` in `fmt`: the inverse of `relative_pose`."""
     t_ref = pose_to_matrix(reference, reference_fmt or fmt)
     t_rel = pose_to_matrix(relative, fmt)

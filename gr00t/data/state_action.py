@@ -198,13 +198,17 @@ class StateActionProcessor:
             raise ValueError(f"statistics for {modality} key {key!r} hold none of {STAT_FIELDS}")
         return int(np.asarray(entry[field]).shape[-1])
 
-    def _fields(self, entry: Mapping[str, Any], fields: tuple[str, ...], where: str) -> tuple[np.ndarray, np.ndarray]:
+    def _fields(
+        self, entry: Mapping[str, Any], fields: tuple[str, ...], where: str
+    ) -> tuple[np.ndarray, np.ndarray]:
         missing = [f for f in fields if f not in entry]
         if missing:
             raise ValueError(f"{where}: missing statistics {missing} (have {sorted(entry)})")
         low, high = (_as_array(entry[f], f"{where}.{f}") for f in fields)
         if low.shape != high.shape or low.ndim == 0:
-            raise ValueError(f"{where}: {fields[0]} shape {low.shape} and {fields[1]} shape {high.shape} differ")
+            raise ValueError(
+                f"{where}: {fields[0]} shape {low.shape} and {fields[1]} shape {high.shape} differ"
+            )
         return low, high
 
     def _normalizer(self, modality: str, key: str, mode: str) -> Normalize:
@@ -223,7 +227,9 @@ class StateActionProcessor:
                 f"Run `gr00t-stats <dataset> --embodiment {self.embodiment.name}`."
             )
         low, high = self._fields(
-            self._relative_stats[group.key], _MODE_FIELDS[group.normalization], f"relative action key {group.key!r}"
+            self._relative_stats[group.key],
+            _MODE_FIELDS[group.normalization],
+            f"relative action key {group.key!r}",
         )
         if low.ndim != 2 or low.shape[0] != horizon:
             got = low.shape[0] if low.ndim == 2 else f"shape {low.shape}"
@@ -277,7 +283,9 @@ class StateActionProcessor:
     def _reference(self, state: Mapping[str, Any] | None, group: ActionGroup) -> np.ndarray:
         if state is None:
             raise ValueError(f"action key {group.key!r} is relative: the raw state dict is required")
-        return self._get(state, group.reference_key, "state", self._stat_dim("state", group.reference_key))[..., -1, :]
+        return self._get(state, group.reference_key, "state", self._stat_dim("state", group.reference_key))[
+            ..., -1, :
+        ]
 
     def encode_action(
         self, action: Mapping[str, Any], state: Mapping[str, Any] | None = None

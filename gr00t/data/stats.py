@@ -197,7 +197,11 @@ def modality_groups(modality: Any, section: str) -> dict[str, GroupSlice]:
         groups = modality.get(section, {})
     out = {}
     for key, spec in (groups or {}).items():
-        get = spec.get if isinstance(spec, Mapping) else (lambda name, default=None, s=spec: getattr(s, name, default))
+        get = (
+            spec.get
+            if isinstance(spec, Mapping)
+            else (lambda name, default=None, s=spec: getattr(s, name, default))
+        )
         column = get("original_key") or get("column") or default_column
         out[key] = GroupSlice(str(column), int(get("start")), int(get("end")))
     return out
@@ -299,7 +303,12 @@ def relative_signature(embodiment: EmbodimentConfig) -> dict[str, Any]:
         "delta_indices": list(embodiment.action.delta_indices),
         "state_delta_indices": list(embodiment.state.delta_indices),
         "groups": {
-            g.key: {"state_key": g.reference_key, "type": g.type, "format": g.format, "state_format": g.reference_format}
+            g.key: {
+                "state_key": g.reference_key,
+                "type": g.type,
+                "format": g.format,
+                "state_format": g.reference_format,
+            }
             for g in embodiment.action.groups
             if g.is_relative
         },
@@ -312,7 +321,9 @@ def relative_signature(embodiment: EmbodimentConfig) -> dict[str, Any]:
 
 
 def _to_json(stats: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (np.asarray(v).tolist() if k != "count" else [int(np.asarray(v).sum())]) for k, v in stats.items()}
+    return {
+        k: (np.asarray(v).tolist() if k != "count" else [int(np.asarray(v).sum())]) for k, v in stats.items()
+    }
 
 
 def _from_json(entry: Mapping[str, Any], where: str) -> Stats:
@@ -349,7 +360,10 @@ def _read_json(path: Path) -> Any:
 
 
 def write_stats(
-    root: str | Path, column_stats: Mapping[str, Stats], relative: Mapping[str, Stats], embodiment: EmbodimentConfig
+    root: str | Path,
+    column_stats: Mapping[str, Stats],
+    relative: Mapping[str, Stats],
+    embodiment: EmbodimentConfig,
 ) -> tuple[Path, Path]:
     """Write both files atomically. stats.json is merged stat by stat: entries for other columns, and
     stats of our columns that we do not compute (e.g. LeRobot's q10/q50/q90), are kept."""
@@ -357,15 +371,20 @@ def write_stats(
     stats_path, rel_path = root / STATS_FILE, root / RELATIVE_STATS_FILE
     existing = _read_json(stats_path) if stats_path.is_file() else {}
     if not isinstance(existing, dict):
-        raise StatsError(f"{stats_path}: expected a JSON object of per-column statistics, got {type(existing).__name__}")
+        raise StatsError(
+            f"{stats_path}: expected a JSON object of per-column statistics, got {type(existing).__name__}"
+        )
     for column, stats in column_stats.items():
         entry = existing.get(column)
         existing[column] = {**(entry if isinstance(entry, dict) else {}), **_to_json(stats)}
     atomic_write_json(stats_path, existing)
     atomic_write_json(
         rel_path,
-        {"embodiment": embodiment.tag, **relative_signature(embodiment),
-         "stats": {k: _to_json(s) for k, s in relative.items()}},
+        {
+            "embodiment": embodiment.tag,
+            **relative_signature(embodiment),
+            "stats": {k: _to_json(s) for k, s in relative.items()},
+        },
     )
     return stats_path, rel_path
 
@@ -380,8 +399,10 @@ def _relative_problem(root: Path, embodiment: EmbodimentConfig) -> str | None:
     data = _read_json(path)
     want = relative_signature(embodiment)
     if data.get("action_horizon") != want["action_horizon"]:
-        return (f"{path} was computed for horizon {data.get('action_horizon')}, embodiment "
-                f"{embodiment.tag!r} uses {want['action_horizon']}")
+        return (
+            f"{path} was computed for horizon {data.get('action_horizon')}, embodiment "
+            f"{embodiment.tag!r} uses {want['action_horizon']}"
+        )
     for k in ("delta_indices", "state_delta_indices"):
         if data.get(k) != want[k]:
             return f"{path}: {k} {data.get(k)} differ from the embodiment's {want[k]}"
@@ -402,7 +423,9 @@ def _column_problem(root: Path, columns: Iterable[str]) -> str | None:
     return None
 
 
-def load_stats(root: str | Path, embodiment: EmbodimentConfig | str) -> tuple[dict[str, dict[str, Stats]], dict[str, Stats]]:
+def load_stats(
+    root: str | Path, embodiment: EmbodimentConfig | str
+) -> tuple[dict[str, dict[str, Stats]], dict[str, Stats]]:
     """Grouped statistics of one dataset for the StateActionProcessor: ({"state": {key: stats},
     "action": {key: stats}}, {relative key: stats [H, D]}). Raises StatsError naming the file."""
     root = Path(root)
@@ -419,9 +442,13 @@ def load_stats(root: str | Path, embodiment: EmbodimentConfig | str) -> tuple[di
             col = _from_json(data[sl.column], f"{path}: column {sl.column!r}")
             width = col["mean"].shape[-1]
             if sl.end > width or sl.start >= sl.end:
-                raise StatsError(f"{path}: {section} group {key!r} slice [{sl.start}, {sl.end}) exceeds column "
-                                 f"{sl.column!r} of width {width}")
-            grouped[section][key] = {k: (v[..., sl.start : sl.end] if k != "count" else v) for k, v in col.items()}
+                raise StatsError(
+                    f"{path}: {section} group {key!r} slice [{sl.start}, {sl.end}) exceeds column "
+                    f"{sl.column!r} of width {width}"
+                )
+            grouped[section][key] = {
+                k: (v[..., sl.start : sl.end] if k != "count" else v) for k, v in col.items()
+            }
     problem = _relative_problem(root, emb)
     if problem:
         raise StatsError(f"{problem}; run `gr00t-stats {root} --embodiment {emb.name}`")
@@ -429,18 +456,24 @@ def load_stats(root: str | Path, embodiment: EmbodimentConfig | str) -> tuple[di
     if any(g.is_relative for g in emb.action.groups):
         rel_path = root / RELATIVE_STATS_FILE
         rel = _read_json(rel_path)["stats"]
-        relative = {g.key: _from_json(rel[g.key], f"{rel_path}: group {g.key!r}")
-                    for g in emb.action.groups if g.is_relative}
+        relative = {
+            g.key: _from_json(rel[g.key], f"{rel_path}: group {g.key!r}")
+            for g in emb.action.groups
+            if g.is_relative
+        }
     return grouped, relative
 
 
 def merge_grouped(
-    per_dataset: Sequence[tuple[dict[str, dict[str, Stats]], dict[str, Stats]]], weights: Sequence[float] | None = None
+    per_dataset: Sequence[tuple[dict[str, dict[str, Stats]], dict[str, Stats]]],
+    weights: Sequence[float] | None = None,
 ) -> tuple[dict[str, dict[str, Stats]], dict[str, Stats]]:
     """Merge `load_stats` results of several datasets of one embodiment, key by key."""
     first, first_rel = per_dataset[0]
-    grouped = {sec: {k: merge_stats([d[0][sec][k] for d in per_dataset], weights) for k in first[sec]}
-               for sec in first}
+    grouped = {
+        sec: {k: merge_stats([d[0][sec][k] for d in per_dataset], weights) for k in first[sec]}
+        for sec in first
+    }
     relative = {k: merge_stats([d[1][k] for d in per_dataset], weights) for k in first_rel}
     return grouped, relative
 

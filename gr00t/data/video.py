@@ -102,7 +102,9 @@ class _PyAVVideo:
         self.fps = float(rate) if rate else 30.0
 
     def _seek(self, t: float) -> None:
-        self.container.seek(max(int(t / self.time_base), 0), stream=self.stream, backward=True, any_frame=False)
+        self.container.seek(
+            max(int(t / self.time_base), 0), stream=self.stream, backward=True, any_frame=False
+        )
 
     def _frames_from(self, t: float):
         self._seek(t)

@@ -345,7 +345,9 @@ class VLMInputBuilder:
         out["pixel_values"] = (
             torch.cat(pixels) if pixels else torch.zeros(0, 3 * self.temporal_patch_size * self.patch_size**2)
         )
-        out["image_grid_thw"] = torch.tensor([[1, gh, gw] for gh, gw in grids], dtype=torch.long).reshape(-1, 3)
+        out["image_grid_thw"] = torch.tensor([[1, gh, gw] for gh, gw in grids], dtype=torch.long).reshape(
+            -1, 3
+        )
         out["mm_token_type_ids"] = (ids == self.image_token_id).long()
         return out
 

@@ -120,8 +120,10 @@ def ensure_demo_dataset(directory: str | Path, info: DistInfo) -> Path:
         from gr00t.data.demo import write_demo_dataset
 
         if path.exists() and any(path.iterdir()):
-            raise BuildError(f"demo_dir={str(directory)!r}: {path} exists, is not empty and holds no demo dataset "
-                             "(meta/info.json missing); remove it or choose another demo_dir")
+            raise BuildError(
+                f"demo_dir={str(directory)!r}: {path} exists, is not empty and holds no demo dataset "
+                "(meta/info.json missing); remove it or choose another demo_dir"
+            )
         print(f"[gr00t] writing the demo dataset to {path}", flush=True)
         write_demo_dataset(path)
     barrier()
@@ -134,8 +136,10 @@ def resolve_mixture(cfg: DictConfig, embodiment_name: str | None, info: DistInfo
 
     data = cfg.get("data")
     if data is None or OmegaConf.is_missing(cfg, "data"):
-        raise BuildError("data=??? : give a dataset directory, a mixture name from data_mixtures/, a mixture "
-                         ".yaml file, or `demo` (e.g. data=demo)")
+        raise BuildError(
+            "data=??? : give a dataset directory, a mixture name from data_mixtures/, a mixture "
+            ".yaml file, or `demo` (e.g. data=demo)"
+        )
     data = str(data)
     if data == DEMO_DATA and not Path(DEMO_DATA).is_dir():
         data = str(ensure_demo_dataset(cfg.get("demo_dir") or "demo_data", info))
@@ -145,8 +149,10 @@ def resolve_mixture(cfg: DictConfig, embodiment_name: str | None, info: DistInfo
         if cotrain.get("mixture"):
             ratio = float(cotrain.get("ratio") or 0.0)
             if not 0.0 < ratio < 1.0:
-                raise BuildError(f"cotrain.ratio={ratio}: expected a share of draws in (0, 1) with "
-                                 f"cotrain.mixture={cotrain.get('mixture')!r}")
+                raise BuildError(
+                    f"cotrain.ratio={ratio}: expected a share of draws in (0, 1) with "
+                    f"cotrain.mixture={cotrain.get('mixture')!r}"
+                )
             other = load_mixture(str(cotrain["mixture"]), data_root=cfg.get("data_root"))
             mixture = co_train(mixture, other, ratio)
         elif cotrain.get("ratio"):
@@ -155,8 +161,10 @@ def resolve_mixture(cfg: DictConfig, embodiment_name: str | None, info: DistInfo
         raise BuildError(str(exc)) from exc
     missing = [str(e.path) for e in mixture.entries if not e.path.is_dir()]
     if missing:
-        raise BuildError(f"data={cfg.get('data')!r}: dataset director{'y' if len(missing) == 1 else 'ies'} "
-                         f"not found: {missing} (set data_root= or $GR00T_DATA_ROOT for relative mixture paths)")
+        raise BuildError(
+            f"data={cfg.get('data')!r}: dataset director{'y' if len(missing) == 1 else 'ies'} "
+            f"not found: {missing} (set data_root= or $GR00T_DATA_ROOT for relative mixture paths)"
+        )
     return mixture
 
 
@@ -166,7 +174,9 @@ def main_embodiment(cfg: DictConfig) -> Any | None:
 
     node = cfg.get("embodiment")
     if isinstance(node, DictConfig):
-        return EmbodimentConfig.from_dict(node, source="config group 'embodiment'", name=_choice("embodiment"))
+        return EmbodimentConfig.from_dict(
+            node, source="config group 'embodiment'", name=_choice("embodiment")
+        )
     name = cfg.get("embodiment_name") or (node if isinstance(node, str) else None)
     return load_embodiment(name) if name else None
 
@@ -194,7 +204,9 @@ def mixture_embodiments(mixture: Any, main: Any | None) -> dict[str, Any]:
     return out
 
 
-def ensure_all_stats(mixture: Any, embodiments: Mapping[str, Any], info: DistInfo) -> dict[str, tuple[Any, Any]]:
+def ensure_all_stats(
+    mixture: Any, embodiments: Mapping[str, Any], info: DistInfo
+) -> dict[str, tuple[Any, Any]]:
     """Per embodiment tag: (stats, relative_stats) over its datasets; rank 0 computes, others wait."""
     from gr00t.data.stats import ensure_stats
 
@@ -224,7 +236,9 @@ def resolve_base_checkpoint(base: str | Path) -> Path:
         latest = latest_checkpoint(path)
         if latest is not None:
             return latest
-        raise BuildError(f"base={str(base)!r}: {path} has no config.json and no complete checkpoint-<step>/ folder")
+        raise BuildError(
+            f"base={str(base)!r}: {path} has no config.json and no complete checkpoint-<step>/ folder"
+        )
     raise BuildError(f"base={str(base)!r}: no such checkpoint directory")
 
 
@@ -271,11 +285,17 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
             f"architecture. Fields that may change: {list(TRAINING_TIME_FIELDS)}"
         )
     overrides = {k: fields[k] for k in TRAINING_TIME_FIELDS if k in fields}
-    differs = {k: (getattr(base_config, k), fields[k]) for k in fields
-               if k not in TRAINING_TIME_FIELDS and hasattr(base_config, k) and getattr(base_config, k) != fields[k]}
+    differs = {
+        k: (getattr(base_config, k), fields[k])
+        for k in fields
+        if k not in TRAINING_TIME_FIELDS and hasattr(base_config, k) and getattr(base_config, k) != fields[k]
+    }
     if differs:
-        logger.info("base checkpoint architecture used instead of preset %s for: %s", preset,
-                    ", ".join(f"{k}={old!r} (preset {new!r})" for k, (old, new) in sorted(differs.items())))
+        logger.info(
+            "base checkpoint architecture used instead of preset %s for: %s",
+            preset,
+            ", ".join(f"{k}={old!r} (preset {new!r})" for k, (old, new) in sorted(differs.items())),
+        )
     model = Gr00tN16Model.from_pretrained(str(checkpoint), **overrides)
     return model, {"source": f"checkpoint {checkpoint}", "base": str(checkpoint), "preset": preset}
 
@@ -304,8 +324,9 @@ def resolve_tokenizer(cfg: DictConfig, model_config: Any) -> Any:
     )
 
 
-def build_processor(cfg: DictConfig, model_config: Any, embodiments: Mapping[str, Any],
-                    stats: Mapping[str, tuple[Any, Any]]) -> Any:
+def build_processor(
+    cfg: DictConfig, model_config: Any, embodiments: Mapping[str, Any], stats: Mapping[str, tuple[Any, Any]]
+) -> Any:
     """The training-mode processor for every embodiment of the mixture."""
     from gr00t.data.image_transforms import ImageTransformConfig
     from gr00t.data.processor import Gr00tProcessor
@@ -320,8 +341,9 @@ def build_processor(cfg: DictConfig, model_config: Any, embodiments: Mapping[str
     vlm = OmegaConf.to_container(cfg.vlm, resolve=True) if cfg.get("vlm") is not None else {}
     vlm = {k: v for k, v in vlm.items() if v is not None}
     tokenizer = resolve_tokenizer(cfg, model_config)
-    return Gr00tProcessor.from_config(model_config, triples, tokenizer, image_config, training=True,
-                                      vlm_overrides=vlm)
+    return Gr00tProcessor.from_config(
+        model_config, triples, tokenizer, image_config, training=True, vlm_overrides=vlm
+    )
 
 
 def build_datasets(mixture: Any, embodiments: Mapping[str, Any]) -> list[Any]:
@@ -412,8 +434,14 @@ def build_and_train(cfg: DictConfig) -> int:
     sizes = dataset.sizes
 
     def sampler_factory(rank: int, world_size: int) -> MixtureSampler:
-        return MixtureSampler(sizes, weights=weights, seed=settings.seed, rank=rank, world_size=world_size,
-                              round_to=settings.per_device_batch_size * world_size)
+        return MixtureSampler(
+            sizes,
+            weights=weights,
+            seed=settings.seed,
+            rank=rank,
+            world_size=world_size,
+            round_to=settings.per_device_batch_size * world_size,
+        )
 
     effective = {
         "recipe": cfg.get("recipe"),
@@ -422,7 +450,9 @@ def build_and_train(cfg: DictConfig) -> int:
         "model": model_source,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "total_parameters": sum(p.numel() for p in model.parameters()),
-        "model_switches": {k: getattr(model.config, k) for k in TRAINING_TIME_FIELDS if hasattr(model.config, k)},
+        "model_switches": {
+            k: getattr(model.config, k) for k in TRAINING_TIME_FIELDS if hasattr(model.config, k)
+        },
         "action_horizon": model.config.action_horizon,
         "data": mixture.to_dict(),
         "samples_per_dataset": sizes,
@@ -436,14 +466,15 @@ def build_and_train(cfg: DictConfig) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(run_dir / "effective_settings.json", effective)
         logger.info("effective settings:\n%s", json.dumps(effective, indent=2, default=str))
-        print(f"[gr00t] {cfg.get('recipe')}: {model_source['source']}, "
-              f"{effective['trainable_parameters']:,}/{effective['total_parameters']:,} trainable parameters, "
-              f"{len(dataset)} samples from {len(datasets)} dataset(s), embodiments {effective['embodiments']}, "
-              f"run_dir {run_dir}", flush=True)
+        print(
+            f"[gr00t] {cfg.get('recipe')}: {model_source['source']}, "
+            f"{effective['trainable_parameters']:,}/{effective['total_parameters']:,} trainable parameters, "
+            f"{len(dataset)} samples from {len(datasets)} dataset(s), embodiments {effective['embodiments']}, "
+            f"run_dir {run_dir}",
+            flush=True,
+        )
 
-    statistics = {
-        tag: {"stats": s, "relative_stats": rel} for tag, (s, rel) in stats.items()
-    }
+    statistics = {tag: {"stats": s, "relative_stats": rel} for tag, (s, rel) in stats.items()}
     result = run_training(
         model,
         dataset,
@@ -457,7 +488,9 @@ def build_and_train(cfg: DictConfig) -> int:
         experiment_config=OmegaConf.to_container(cfg, resolve=True),
     )
     if info.is_main:
-        print(f"[gr00t] done: step {result.global_step}, last checkpoint {result.last_checkpoint}", flush=True)
+        print(
+            f"[gr00t] done: step {result.global_step}, last checkpoint {result.last_checkpoint}", flush=True
+        )
     return result.exit_code
 
 

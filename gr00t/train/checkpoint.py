@@ -235,8 +235,18 @@ def read_data_state(checkpoint: str | Path) -> dict | None:
 # ---- resume compatibility ----------------------------------------------------------------------
 
 # config.json entries that say nothing about the model (bookkeeping written by transformers).
-_CONFIG_NOISE = frozenset({"transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype",
-                           "auto_map", "_commit_hash", "_attn_implementation_autoset"})
+_CONFIG_NOISE = frozenset(
+    {
+        "transformers_version",
+        "_name_or_path",
+        "architectures",
+        "dtype",
+        "torch_dtype",
+        "auto_map",
+        "_commit_hash",
+        "_attn_implementation_autoset",
+    }
+)
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
@@ -260,7 +270,9 @@ def checkpoint_tensor_shapes(checkpoint: str | Path) -> dict[str, tuple[int, ...
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {e}") from e
+            raise ValueError(
+                f"{index}: not a safetensors index (expected a JSON object with 'weight_map'): {e}"
+            ) from e
         files = [checkpoint / name for name in sorted(set(weight_map.values()))]
     else:
         return None
@@ -299,7 +311,9 @@ def _tied_aliases(model: Any) -> set[str]:
     return aliases
 
 
-def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> dict[str, tuple[Any, Any]]:
+def config_differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = ""
+) -> dict[str, tuple[Any, Any]]:
     """Dotted field name → (checkpoint value, new value) for every differing config field."""
     out: dict[str, tuple[Any, Any]] = {}
     for key in sorted(set(old) | set(new)):
@@ -308,7 +322,9 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: s
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
         if isinstance(a, Mapping) and isinstance(b, Mapping):
             out.update(config_differences(a, b, f"{prefix}{key}."))
-        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+        elif a != b and not (
+            isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)
+        ):
             out[f"{prefix}{key}"] = (a, b)
     return out
 
@@ -328,7 +344,9 @@ def check_resume_compatible(checkpoint: str | Path, model: Any) -> dict[str, tup
         try:
             saved_config = json.loads(config_path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{config_path}: not valid JSON ({e}); expected the checkpoint's model config") from e
+            raise ValueError(
+                f"{config_path}: not valid JSON ({e}); expected the checkpoint's model config"
+            ) from e
     config = getattr(model, "config", None)
     new_config = config.to_dict() if hasattr(config, "to_dict") else {}
     if saved_config and hasattr(config, "from_dict"):  # same defaults/normalisation on both sides
@@ -358,9 +376,14 @@ def check_resume_compatible(checkpoint: str | Path, model: Any) -> dict[str, tup
     if missing:
         problems.append(f"in the model but not in the checkpoint: {first(missing)}")
     if reshaped:
-        problems.append("with another shape: " + first(reshaped, lambda k: f"{k} {list(saved[k])} -> {list(current[k])}"))
-    fields = (", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in differences.items()))
-              if differences else "none (the parameters differ through training settings, e.g. lora_rank)")
+        problems.append(
+            "with another shape: " + first(reshaped, lambda k: f"{k} {list(saved[k])} -> {list(current[k])}")
+        )
+    fields = (
+        ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in differences.items()))
+        if differences
+        else "none (the parameters differ through training settings, e.g. lora_rank)"
+    )
     raise ResumeMismatchError(
         f"cannot resume from {checkpoint}: the model's architecture differs from the checkpoint's.\n"
         f"  config.json fields that differ (checkpoint -> now): {fields}\n"

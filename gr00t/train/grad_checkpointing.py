@@ -46,5 +46,7 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> list[str]:
             block.forward = _checkpointed_forward(block.forward)
             wrapped.append(f"{name}.{index}")
     if not wrapped:
-        raise ValueError(f"gradient_checkpointing=True but {type(model).__name__} has no trainable block list")
+        raise ValueError(
+            f"gradient_checkpointing=True but {type(model).__name__} has no trainable block list"
+        )
     return wrapped

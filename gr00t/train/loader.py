@@ -36,7 +36,9 @@ class EndlessSampler(Sampler[int]):
                 produced = True
                 yield index
             if not produced:
-                raise RuntimeError(f"sampler {type(self.inner).__name__} produced no index; the dataset is empty")
+                raise RuntimeError(
+                    f"sampler {type(self.inner).__name__} produced no index; the dataset is empty"
+                )
 
 
 def batch_size_of(batch: Any) -> int:
@@ -51,7 +53,9 @@ def batch_size_of(batch: Any) -> int:
                 return int(value.shape[0])
     if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
         return int(batch[0].shape[0])
-    raise TypeError(f"cannot tell the batch size of a {type(batch).__name__} batch (expected a dict of tensors)")
+    raise TypeError(
+        f"cannot tell the batch size of a {type(batch).__name__} batch (expected a dict of tensors)"
+    )
 
 
 def resolve_sampler(sampler: Any, dataset: Dataset, seed: int, rank: int, world_size: int) -> Any:
@@ -69,7 +73,9 @@ def resolve_sampler(sampler: Any, dataset: Dataset, seed: int, rank: int, world_
         sampler = sampler(rank, world_size)
     for needed in ("state_dict", "load_state_dict", "__iter__"):
         if not hasattr(sampler, needed):
-            raise TypeError(f"sampler {type(sampler).__name__} lacks {needed}(); expected a resumable MixtureSampler")
+            raise TypeError(
+                f"sampler {type(sampler).__name__} lacks {needed}(); expected a resumable MixtureSampler"
+            )
     return sampler
 
 

@@ -113,7 +113,9 @@ class LossCurveCallback(TrainerCallback):
 
 def write_loss_curve(log_history: list[dict], path: str | Path) -> Path | None:
     """Write a loss-vs-step PNG from HF ``log_history``; returns the path (None if no loss was logged)."""
-    points = sorted({int(r["step"]): float(r["loss"]) for r in log_history if "loss" in r and "step" in r}.items())
+    points = sorted(
+        {int(r["step"]): float(r["loss"]) for r in log_history if "loss" in r and "step" in r}.items()
+    )
     if not points:
         return None
     import matplotlib

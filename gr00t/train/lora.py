@@ -17,7 +17,15 @@ import torch
 if TYPE_CHECKING:
     from gr00t.train.settings import TrainingSettings
 
-LORA_DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_DEFAULT_TARGETS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
 
 
 def lora_module_pattern(model: torch.nn.Module, targets: tuple[str, ...]) -> str:
@@ -59,5 +67,7 @@ def apply_lora(model: torch.nn.Module, settings: TrainingSettings) -> int:
         else:
             param.requires_grad_(name in trainable_before)
     if adapted == 0:
-        raise ValueError(f"LoRA matched no module for targets {settings.lora_target_modules} (pattern {pattern})")
+        raise ValueError(
+            f"LoRA matched no module for targets {settings.lora_target_modules} (pattern {pattern})"
+        )
     return adapted // 2

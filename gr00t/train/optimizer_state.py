@@ -62,14 +62,18 @@ def read_param_names(checkpoint: str | Path) -> list[dict[str, Any]] | None:
         raise ValueError(f"{path}: corrupt optimiser parameter names ({e}); expected a JSON object") from e
     groups = data.get("param_groups") if isinstance(data, dict) else None
     valid = isinstance(groups, list) and all(
-        isinstance(g, dict) and isinstance(g.get("params"), list) and all(isinstance(n, str) for n in g["params"])
+        isinstance(g, dict)
+        and isinstance(g.get("params"), list)
+        and all(isinstance(n, str) for n in g["params"])
         for g in groups
     )
     if not valid:
         raise ValueError(
             f"{path}: expected {{'param_groups': [{{'name': str, 'params': [str, ...]}}, ...]}}, got {str(data)[:200]}"
         )
-    return [{"name": str(g.get("name", f"group_{i}")), "params": list(g["params"])} for i, g in enumerate(groups)]
+    return [
+        {"name": str(g.get("name", f"group_{i}")), "params": list(g["params"])} for i, g in enumerate(groups)
+    ]
 
 
 def _first(names: list[str]) -> str:
@@ -116,7 +120,9 @@ def shape_mismatch(checkpoint: str | Path, optimizer: torch.optim.Optimizer) -> 
     for index, param in zip(saved_ids, (p for g in groups for p in g["params"])):
         moment = saved.get("state", {}).get(index, {}).get("exp_avg")
         if moment is not None and tuple(moment.shape) != tuple(param.shape):
-            return f"a trainable tensor had shape {list(moment.shape)}, its counterpart now {list(param.shape)}"
+            return (
+                f"a trainable tensor had shape {list(moment.shape)}, its counterpart now {list(param.shape)}"
+            )
     return None
 
 

@@ -44,7 +44,9 @@ def _resolve(sig: str | int | signal.Signals) -> signal.Signals:
     try:
         return signal.Signals[name]
     except KeyError as e:
-        raise ValueError(f"unknown preemption signal {sig!r}; expected a name such as 'SIGTERM' or 'SIGUSR1'") from e
+        raise ValueError(
+            f"unknown preemption signal {sig!r}; expected a name such as 'SIGTERM' or 'SIGUSR1'"
+        ) from e
 
 
 class PreemptionHandler:
@@ -67,7 +69,9 @@ class PreemptionHandler:
             self.signal_name = signal.Signals(signum).name
             self.received_at = time.monotonic()
             # Logging from a signal handler is safe enough here: it only runs between bytecodes.
-            logger.warning("received %s: will save a checkpoint after the current step and exit", self.signal_name)
+            logger.warning(
+                "received %s: will save a checkpoint after the current step and exit", self.signal_name
+            )
 
     def install(self) -> PreemptionHandler:
         """Install the handlers (main thread only; a no-op elsewhere)."""
@@ -97,7 +101,11 @@ class PreemptionHandler:
         """True if any rank received a signal (a collective when torch.distributed is initialised)."""
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             backend = dist.get_backend()
-            device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+            device = (
+                torch.device("cuda", torch.cuda.current_device())
+                if backend == "nccl"
+                else torch.device("cpu")
+            )
             flag = torch.tensor([1 if self.requested else 0], dtype=torch.int32, device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             if int(flag.item()) and not self.requested:

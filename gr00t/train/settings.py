@@ -72,7 +72,9 @@ class TrainingSettings:
             hints = []
             for key in unknown:
                 close = difflib.get_close_matches(key, names, n=2)
-                hints.append(f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+                hints.append(
+                    f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
+                )
             raise ValueError(f"unknown trainer setting(s): {', '.join(hints)}")
         values = dict(data)
         for key in ("lora_target_modules", "preemption_signals"):
@@ -84,7 +86,13 @@ class TrainingSettings:
 
     def validate(self) -> None:
         """Reject impossible values with a message naming the field."""
-        positive = ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "save_steps", "logging_steps")
+        positive = (
+            "max_steps",
+            "per_device_batch_size",
+            "gradient_accumulation_steps",
+            "save_steps",
+            "logging_steps",
+        )
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)}: expected an integer >= 1")
@@ -93,7 +101,9 @@ class TrainingSettings:
         if self.lora_rank < 0:
             raise ValueError(f"trainer.lora_rank={self.lora_rank}: expected >= 0 (0 disables LoRA)")
         if self.max_grad_norm < 0:
-            raise ValueError(f"trainer.max_grad_norm={self.max_grad_norm}: expected >= 0 (0 disables clipping)")
+            raise ValueError(
+                f"trainer.max_grad_norm={self.max_grad_norm}: expected >= 0 (0 disables clipping)"
+            )
         if self.dataloader_num_workers < 0:
             raise ValueError(f"trainer.dataloader_num_workers={self.dataloader_num_workers}: expected >= 0")
         self.optimizer_settings()  # validates the optimiser fields too

@@ -158,8 +158,11 @@ class Gr00tTrainer(Trainer):
         if changed is None:
             super()._load_optimizer_and_scheduler(checkpoint)
         else:  # e.g. tune_* switched on resume: the stored AdamW moments belong to other parameters
-            logger.warning("resuming from %s with fresh optimiser moments: %s (the schedule position is kept)",
-                           checkpoint, changed)
+            logger.warning(
+                "resuming from %s with fresh optimiser moments: %s (the schedule position is kept)",
+                checkpoint,
+                changed,
+            )
             scheduler_file = Path(checkpoint) / "scheduler.pt"
             if self.lr_scheduler is not None and scheduler_file.is_file():
                 self.lr_scheduler.load_state_dict(torch.load(scheduler_file, weights_only=True))
@@ -245,7 +248,9 @@ class Gr00tTrainer(Trainer):
             final = ckpt.publish(tmp, step)
             removed = ckpt.rotate(self.run_dir, self.settings.save_total_limit)
             for path in removed:
-                logger.info("removed old checkpoint %s (save_total_limit=%s)", path, self.settings.save_total_limit)
+                logger.info(
+                    "removed old checkpoint %s (save_total_limit=%s)", path, self.settings.save_total_limit
+                )
             logger.info("saved %s in %.1fs", final, time.perf_counter() - started)
         barrier()
         self.last_saved_checkpoint = ckpt.checkpoint_dir(self.run_dir, step)
@@ -332,8 +337,11 @@ def run_training(
         # Fail here, naming what changed, rather than deep inside the HF checkpoint loading.
         changed = ckpt.check_resume_compatible(resume_from, model)
         if changed:
-            logger.info("resuming from %s with changed config fields (same parameters): %s", resume_from,
-                        ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+            logger.info(
+                "resuming from %s with changed config fields (same parameters): %s",
+                resume_from,
+                ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+            )
 
     sampler = resolve_sampler(sampler, train_dataset, settings.seed, rank, world_size)
     handler = PreemptionHandler(settings.preemption_signals)
@@ -363,8 +371,11 @@ def run_training(
     )
     if resume_from is not None:
         trainer.restore_data_state(resume_from)
-        problem = _deepspeed_resume_problem(resume_from, model, settings, changed) if trainer.is_deepspeed_enabled \
+        problem = (
+            _deepspeed_resume_problem(resume_from, model, settings, changed)
+            if trainer.is_deepspeed_enabled
             else None
+        )
         if problem is not None:
             raise ckpt.ResumeMismatchError(
                 f"cannot resume from {resume_from} under DeepSpeed with other trainable parameters "
@@ -402,7 +413,9 @@ def run_training(
     with handler:
         if resume_from is not None and _step_of(resume_from) >= settings.max_steps:
             output = None
-            logger.info("checkpoint %s already reached max_steps=%d; nothing to do", resume_from, settings.max_steps)
+            logger.info(
+                "checkpoint %s already reached max_steps=%d; nothing to do", resume_from, settings.max_steps
+            )
         else:
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     preempted = stop_on_preemption.triggered_at_step is not None
@@ -425,7 +438,9 @@ def run_training(
                 {"step": result.global_step, "signal": handler.signal_name, "checkpoint": str(last)},
             )
         barrier()
-        logger.warning("preempted at step %d; checkpoint %s; exit code %d", result.global_step, last, REQUEUE_EXIT_CODE)
+        logger.warning(
+            "preempted at step %d; checkpoint %s; exit code %d", result.global_step, last, REQUEUE_EXIT_CODE
+        )
         if settings.exit_on_preemption:
             sys.stdout.flush()
             sys.stderr.flush()

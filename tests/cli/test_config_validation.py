@@ -63,8 +63,14 @@ def test_wrong_value_type_is_rejected():
 def test_valid_overrides_compose():
     cfg = validate_overrides(
         "finetune_n16",
-        ["embodiment=libero_panda", "model=n16_tiny", "data=/x", "trainer.max_steps=7", "model.state_dropout_prob=0.8",
-         "+extra.note=hello"],
+        [
+            "embodiment=libero_panda",
+            "model=n16_tiny",
+            "data=/x",
+            "trainer.max_steps=7",
+            "model.state_dropout_prob=0.8",
+            "+extra.note=hello",
+        ],
     )
     assert cfg.trainer.max_steps == 7
     assert cfg.model.name == "n16_tiny" and cfg.model.state_dropout_prob == 0.8
@@ -90,8 +96,17 @@ def test_split_argv_keeps_flag_values():
 
 def test_cli_exit_code_and_message_for_typo():
     proc = subprocess.run(
-        [sys.executable, "-m", "gr00t.cli.finetune", "embodiment=new_embodiment", "data=demo", "trainer.max_stpes=5"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "gr00t.cli.finetune",
+            "embodiment=new_embodiment",
+            "data=demo",
+            "trainer.max_stpes=5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "gr00t-finetune: error:" in proc.stderr
@@ -103,6 +118,11 @@ def test_several_processes_need_an_explicit_run_dir():
     import os
 
     env = {**os.environ, "WORLD_SIZE": "2"}
-    proc = subprocess.run([sys.executable, "-m", "gr00t.cli.finetune", "data=x"], capture_output=True, text=True,
-                          timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gr00t.cli.finetune", "data=x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 2 and "give run_dir=<directory> explicitly" in proc.stderr

@@ -13,8 +13,13 @@ import yaml
 
 
 def _run(*args: str, cwd: Path | None = None, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gr00t.cli.finetune", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "gr00t.cli.finetune", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def test_help_shows_usage_and_groups():
@@ -35,22 +40,42 @@ def test_cfg_job_finetune_defaults():
     assert cfg["model"]["use_relative_action"] is True  # finetuning turns relative actions on
     # the tiny model brings CPU-sized trainer settings (configs/trainer/model/n16_tiny.yaml) ...
     t = cfg["trainer"]
-    assert (t["max_steps"], t["global_batch_size"], t["dataloader_num_workers"], t["cpu_threads"]) == (300, 8, 0, 1)
+    assert (t["max_steps"], t["global_batch_size"], t["dataloader_num_workers"], t["cpu_threads"]) == (
+        300,
+        8,
+        0,
+        1,
+    )
     assert cfg["embodiment"]["tag"] == "new_embodiment" and cfg["embodiment"]["projector_index"] == 10
     # ... while the full model keeps the reference finetune recipe (SPEC-N16 §3)
     full = yaml.safe_load(_run("embodiment=new_embodiment", "data=demo", "--cfg", "job").stdout)["trainer"]
     assert (full["max_steps"], full["global_batch_size"], full["save_steps"], full["save_total_limit"]) == (
-        10000, 64, 1000, 5)
+        10000,
+        64,
+        1000,
+        5,
+    )
     assert (full["learning_rate"], full["weight_decay"], full["warmup_ratio"], full["max_grad_norm"]) == (
-        1e-4, 1e-5, 0.05, 1.0)
+        1e-4,
+        1e-5,
+        0.05,
+        1.0,
+    )
     # command-line values win over both
     small = yaml.safe_load(_run("data=demo", "model=n16_tiny", "trainer.max_steps=3", "--cfg", "job").stdout)
     assert small["trainer"]["max_steps"] == 3
 
 
 def test_cfg_job_n16_trains_top_four_llm_layers_and_state_dropout_is_settable():
-    proc = _run("embodiment=libero_panda", "data=/x", "model.state_dropout_prob=0.8", "cotrain.mixture=pretrain_n16",
-                "cotrain.ratio=0.2", "--cfg", "job")
+    proc = _run(
+        "embodiment=libero_panda",
+        "data=/x",
+        "model.state_dropout_prob=0.8",
+        "cotrain.mixture=pretrain_n16",
+        "cotrain.ratio=0.2",
+        "--cfg",
+        "job",
+    )
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["model"]["name"] == "n16" and cfg["model"]["tune_top_llm_layers"] == 4
@@ -63,12 +88,19 @@ def test_recipe_demo_composes_the_demo():
     proc = _run("recipe=demo", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load(proc.stdout)
-    assert (cfg["recipe"], cfg["data"], cfg["run_dir"], cfg["model"]["name"]) == ("demo", "demo", "runs/demo", "n16_tiny")
+    assert (cfg["recipe"], cfg["data"], cfg["run_dir"], cfg["model"]["name"]) == (
+        "demo",
+        "demo",
+        "runs/demo",
+        "n16_tiny",
+    )
     assert cfg["embodiment"]["tag"] == "new_embodiment"
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
-    proc = _run("embodiment=new_embodiment", "model=n16_tiny", f"run_dir={tmp_path / 'r'}", cwd=tmp_path, timeout=120)
+    proc = _run(
+        "embodiment=new_embodiment", "model=n16_tiny", f"run_dir={tmp_path / 'r'}", cwd=tmp_path, timeout=120
+    )
     assert proc.returncode != 0
     assert "data=???" in proc.stderr or "data" in proc.stderr and "Missing mandatory value" in proc.stderr
 
@@ -79,9 +111,17 @@ def test_demo_finetune_end_to_end(tmp_path, demo_dataset_v3):
     data = tmp_path / "data"
     shutil.copytree(demo_dataset_v3, data)
     run_dir = tmp_path / "run"
-    args = ["embodiment=new_embodiment", f"data={data}", "model=n16_tiny", "trainer=demo", f"run_dir={run_dir}",
-            "trainer.save_steps=2", "trainer.logging_steps=1", "trainer.global_batch_size=2",
-            "model.state_dropout_prob=0.5"]
+    args = [
+        "embodiment=new_embodiment",
+        f"data={data}",
+        "model=n16_tiny",
+        "trainer=demo",
+        f"run_dir={run_dir}",
+        "trainer.save_steps=2",
+        "trainer.logging_steps=1",
+        "trainer.global_batch_size=2",
+        "model.state_dropout_prob=0.5",
+    ]
     proc = _run(*args, "trainer.max_steps=4", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     ckpt = run_dir / "checkpoint-4"
@@ -94,8 +134,11 @@ def test_demo_finetune_end_to_end(tmp_path, demo_dataset_v3):
     assert (data / "meta" / "relative_stats.json").is_file()  # statistics were ensured
     effective = json.loads((run_dir / "effective_settings.json").read_text())
     assert effective["global_batch_size"] == 2 and effective["embodiments"] == {"new_embodiment": 10}
-    losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-              if "loss" in json.loads(line)]
+    losses = [
+        json.loads(line)["loss"]
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
     assert len(losses) >= 4 and all(x == x for x in losses)  # finite, one per step
 
     # Same run_dir, more steps: resumes from checkpoint-4 instead of starting over.

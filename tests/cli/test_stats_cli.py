@@ -44,7 +44,8 @@ def test_errors_are_clear(demo_dataset_v3, tmp_path, capsys):
 
 
 def test_help_runs_as_a_program():
-    proc = subprocess.run([sys.executable, "-m", "gr00t.cli.stats", "--help"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gr00t.cli.stats", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0
     assert "--embodiment" in proc.stdout and "relative_stats.json" in proc.stdout

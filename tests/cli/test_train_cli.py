@@ -9,8 +9,9 @@ import yaml
 
 
 def _run(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gr00t.cli.train", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gr00t.cli.train", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_help_lists_usage_groups_and_config():
@@ -34,14 +35,25 @@ def test_cfg_job_prints_the_pretraining_recipe():
     t = cfg["trainer"]
     # SPEC-N16 §3 pretraining figures
     assert (t["max_steps"], t["global_batch_size"], t["deepspeed"]) == (300000, 16384, "zero2")
-    assert (t["learning_rate"], t["weight_decay"], t["warmup_ratio"], t["lr_scheduler"]) == (1e-4, 1e-5, 0.05, "cosine")
+    assert (t["learning_rate"], t["weight_decay"], t["warmup_ratio"], t["lr_scheduler"]) == (
+        1e-4,
+        1e-5,
+        0.05,
+        "cosine",
+    )
     assert t["max_grad_norm"] == 1.0 and t["gradient_checkpointing"] is False
     assert cfg["model"]["name"] == "n16" and cfg["model"]["select_layer"] == 16
 
 
 def test_cfg_job_with_recipe_and_overrides():
-    proc = _run("recipe=finetune_n16", "embodiment=libero_panda", "data=/datasets/libero", "trainer.max_steps=20000",
-                "--cfg", "job")
+    proc = _run(
+        "recipe=finetune_n16",
+        "embodiment=libero_panda",
+        "data=/datasets/libero",
+        "trainer.max_steps=20000",
+        "--cfg",
+        "job",
+    )
     assert proc.returncode == 0, proc.stderr
     cfg = yaml.safe_load(proc.stdout)
     assert cfg["recipe"] == "finetune_n16"

@@ -36,7 +36,9 @@ def test_batch_layout(backbone: str) -> None:
     else:
         assert torch.equal(batch["pixel_values"], torch.cat([short["pixel_values"], long["pixel_values"]]))
         assert batch["image_grid_thw"].shape == (6, 3)
-        assert batch["mm_token_type_ids"].shape == (2, length) and batch["mm_token_type_ids"][0, :pad].sum() == 0
+        assert (
+            batch["mm_token_type_ids"].shape == (2, length) and batch["mm_token_type_ids"][0, :pad].sum() == 0
+        )
         assert "spatial_shapes" not in batch
     assert batch["state"].shape == (2, 1, config.max_state_dim) and batch["state"].dtype == torch.float32
     assert batch["action"].shape == (2, config.action_horizon, config.max_action_dim)

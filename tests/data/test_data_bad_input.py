@@ -62,7 +62,10 @@ def test_info_json_broken(v3):
 @pytest.mark.parametrize("version", ["v1.6", "3.0", None])
 def test_unknown_codebase_version(v3, version):
     _edit_info(v3, codebase_version=version)
-    with pytest.raises(LeRobotFormatError, match=r"codebase_version .* is not supported; supported: \['v2.0', 'v2.1', 'v3.0'\]"):
+    with pytest.raises(
+        LeRobotFormatError,
+        match=r"codebase_version .* is not supported; supported: \['v2.0', 'v2.1', 'v3.0'\]",
+    ):
         open_lerobot_dataset(v3)
 
 
@@ -108,7 +111,9 @@ def test_tasks_missing(v3, v21):
 def test_v3_episode_metadata_column_missing(v3):
     path = v3 / "meta/episodes/chunk-000/file-000.parquet"
     pd.read_parquet(path).drop(columns=[f"videos/{FRONT}/from_timestamp"]).to_parquet(path, index=False)
-    with pytest.raises(LeRobotFormatError, match=rf"required column\(s\) \['videos/{FRONT}/from_timestamp'\] are missing"):
+    with pytest.raises(
+        LeRobotFormatError, match=rf"required column\(s\) \['videos/{FRONT}/from_timestamp'\] are missing"
+    ):
         open_lerobot_dataset(v3)
 
 
@@ -117,7 +122,9 @@ def test_v3_index_range_contradicts_length(v3):
     episodes = pd.read_parquet(path)
     episodes.loc[2, "length"] = 61
     episodes.to_parquet(path, index=False)
-    with pytest.raises(LeRobotFormatError, match=r"episode 2: dataset_to_index - dataset_from_index = 60 but length = 61"):
+    with pytest.raises(
+        LeRobotFormatError, match=r"episode 2: dataset_to_index - dataset_from_index = 60 but length = 61"
+    ):
         open_lerobot_dataset(v3)
 
 
@@ -129,19 +136,25 @@ def test_length_disagrees_with_parquet_rows(v3, v21):
     episodes.to_parquet(path, index=False)
     _edit_info(v3, total_frames=359)
     reader = open_lerobot_dataset(v3)
-    with pytest.raises(LeRobotFormatError, match=r"file-000.parquet: episode 1 has 60 rows, but .* says length 59"):
+    with pytest.raises(
+        LeRobotFormatError, match=r"file-000.parquet: episode 1 has 60 rows, but .* says length 59"
+    ):
         reader.episode_data(1)
     lines = [json.loads(x) for x in (v21 / "meta/episodes.jsonl").read_text().splitlines()]
     lines[3]["length"] = 70
     (v21 / "meta/episodes.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     _edit_info(v21, total_frames=370)
-    with pytest.raises(LeRobotFormatError, match=r"episode_000003.parquet: episode 3 has 60 rows, but .* says length 70"):
+    with pytest.raises(
+        LeRobotFormatError, match=r"episode_000003.parquet: episode 3 has 60 rows, but .* says length 70"
+    ):
         open_lerobot_dataset(v21).episode_data(3, ["action"])
 
 
 def test_data_file_missing(v3, v21):
     (v3 / "data/chunk-000/file-000.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match=r"episode 0: data file .*data/chunk-000/file-000.parquet is missing"):
+    with pytest.raises(
+        FileNotFoundError, match=r"episode 0: data file .*data/chunk-000/file-000.parquet is missing"
+    ):
         open_lerobot_dataset(v3)
     (v21 / "data/chunk-000/episode_000004.parquet").unlink()
     with pytest.raises(FileNotFoundError, match=r"episode 4: data file .*episode_000004.parquet is missing"):
@@ -156,7 +169,9 @@ def test_video_file_missing(v21):
     with pytest.raises(FileNotFoundError, match=rf"episode 2: {FRONT} file .*episode_000002.mp4 is missing"):
         open_lerobot_dataset(v21)
     reader = open_lerobot_dataset(v21, check_files=False)
-    with pytest.raises(video.VideoDecodeError, match=r"video file not found: .*episode_000002.mp4 \(episode 2"):
+    with pytest.raises(
+        video.VideoDecodeError, match=r"video file not found: .*episode_000002.mp4 \(episode 2"
+    ):
         reader.decode_frames(2, FRONT, [0])
 
 
@@ -178,8 +193,10 @@ def test_non_finite_values_named(v21, column, value):
     pq.write_table(table.set_column(table.schema.get_field_index(column), column, flat), path)
     reader = open_lerobot_dataset(v21)
     reader.episode_data(3, ["timestamp"])  # other columns are still readable
-    with pytest.raises(NonFiniteValueError,
-                       match=rf"episode_000003.parquet: episode 3, column '{column}' holds {value} at frame 17, dimension 5"):
+    with pytest.raises(
+        NonFiniteValueError,
+        match=rf"episode_000003.parquet: episode 3, column '{column}' holds {value} at frame 17, dimension 5",
+    ):
         reader.episode_data(3, [column])
 
 
@@ -192,7 +209,9 @@ def test_v3_non_finite_value_names_the_episode(v3):
     pq.write_table(table.set_column(table.schema.get_field_index("action"), "action", flat), path)
     reader = open_lerobot_dataset(v3)
     reader.episode_data(3, ["action"])
-    with pytest.raises(NonFiniteValueError, match=r"episode 4, column 'action' holds nan at frame 5, dimension 0"):
+    with pytest.raises(
+        NonFiniteValueError, match=r"episode 4, column 'action' holds nan at frame 5, dimension 0"
+    ):
         reader.episode_data(4, ["action"])
 
 
@@ -200,7 +219,9 @@ def test_modality_slice_outside_column(v3):
     modality = json.loads((v3 / "meta/modality.json").read_text())
     modality["action"]["gripper"] = {"start": 6, "end": 8}
     (v3 / "meta/modality.json").write_text(json.dumps(modality))
-    with pytest.raises(ModalityError, match=r"action.gripper slice \[6, 8\) is outside column 'action', which has width 7"):
+    with pytest.raises(
+        ModalityError, match=r"action.gripper slice \[6, 8\) is outside column 'action', which has width 7"
+    ):
         load_modality(v3)
 
 
@@ -208,7 +229,9 @@ def test_modality_unknown_keys(v3):
     modality = json.loads((v3 / "meta/modality.json").read_text())
     modality["video"]["top"] = {"original_key": "observation.images.top"}
     (v3 / "meta/modality.json").write_text(json.dumps(modality))
-    with pytest.raises(ModalityError, match=r"video.top maps to 'observation.images.top', which is not a video feature"):
+    with pytest.raises(
+        ModalityError, match=r"video.top maps to 'observation.images.top', which is not a video feature"
+    ):
         load_modality(v3)
     modality["video"].pop("top")
     modality["state"]["base"] = {"original_key": "observation.state.base", "start": 0, "end": 2}
@@ -252,7 +275,9 @@ def test_truncated_video_without_index(v21, backend):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     video.clear_decoder_cache()
     reader = open_lerobot_dataset(v21)
-    with pytest.raises(video.VideoDecodeError, match=r"episode_000001.mp4 \(episode 1, observation.images.front\)"):
+    with pytest.raises(
+        video.VideoDecodeError, match=r"episode_000001.mp4 \(episode 1, observation.images.front\)"
+    ):
         reader.decode_frames(1, FRONT, [0, 30], backend=backend)
 
 
@@ -275,7 +300,9 @@ def test_truncated_video_with_index(tmp_path, backend):
 def test_garbage_video(tmp_path, backend):
     path = tmp_path / "junk.mp4"
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
-    with pytest.raises(video.VideoDecodeError, match=rf"cannot open video .*junk.mp4 \(episode 0, k\) with {backend}"):
+    with pytest.raises(
+        video.VideoDecodeError, match=rf"cannot open video .*junk.mp4 \(episode 0, k\) with {backend}"
+    ):
         video.decode_frames(path, [0.0], backend=backend, context="episode 0, k")
 
 

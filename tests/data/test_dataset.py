@@ -106,16 +106,19 @@ def _ids(batch) -> list[tuple[int, int]]:
 
 
 def _id_collate(samples):
-    return {"episode_index": torch.tensor([s["episode_index"] for s in samples]),
-            "step": torch.tensor([s["step"] for s in samples])}
+    return {
+        "episode_index": torch.tensor([s["episode_index"] for s in samples]),
+        "step": torch.tensor([s["step"] for s in samples]),
+    }
 
 
 def test_segment_stream_covers_epoch_across_ranks_and_workers(demo_dataset_v3: Path) -> None:
     ds = Gr00tDataset(demo_dataset_v3, "new_embodiment", load_video=False)  # 45 valid steps per episode
     seen: list[tuple[int, int]] = []
     for rank in range(2):
-        stream = SegmentStream([ds], segment_length=9, segments_per_group=1, batch_size=9, seed=3,
-                               rank=rank, world_size=2)
+        stream = SegmentStream(
+            [ds], segment_length=9, segments_per_group=1, batch_size=9, seed=3, rank=rank, world_size=2
+        )
         loader = DataLoader(stream, batch_size=9, num_workers=2, collate_fn=_id_collate)
         it = iter(loader)
         for _ in range(15):  # 30 segments / 2 ranks
@@ -165,12 +168,21 @@ def test_dataloader_to_model_forward(demo_dataset_v3: Path, tmp_path: Path, pres
     root = _with_stats(demo_dataset_v3, tmp_path / "demo")
     config = load_preset(preset, use_relative_action=True, apply_sincos_state_encoding=True)
     stats, rel = load_stats(root, "new_embodiment")
-    processor = Gr00tProcessor.from_config(config, [("new_embodiment", stats, rel)], build_tiny_tokenizer(),
-                                           vlm_overrides={"min_pixels": 4 * 32 * 32} if preset != "n16_tiny" else None)
+    processor = Gr00tProcessor.from_config(
+        config,
+        [("new_embodiment", stats, rel)],
+        build_tiny_tokenizer(),
+        vlm_overrides={"min_pixels": 4 * 32 * 32} if preset != "n16_tiny" else None,
+    )
     data = MixtureDataset([Gr00tDataset(root, "new_embodiment")], transform=processor)
     sampler = MixtureSampler(data.sizes, seed=0, round_to=4)
-    loader = DataLoader(data, batch_size=4, sampler=sampler, num_workers=2,
-                        collate_fn=Gr00tCollator(processor.tokenizer.pad_token_id))
+    loader = DataLoader(
+        data,
+        batch_size=4,
+        sampler=sampler,
+        num_workers=2,
+        collate_fn=Gr00tCollator(processor.tokenizer.pad_token_id),
+    )
     batch = next(iter(loader))
     assert batch["state"].shape == (4, 1, config.max_state_dim)
     assert batch["action"].shape == (4, config.action_horizon, config.max_action_dim)
@@ -181,17 +193,24 @@ def test_dataloader_to_model_forward(demo_dataset_v3: Path, tmp_path: Path, pres
     json.dumps(processor.to_dict())  # the processor state of this run is JSON-serialisable
 
 
-def test_mixture_dataset_from_mixture_file(demo_dataset_v3: Path, demo_dataset_v21: Path, tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mixture_dataset_from_mixture_file(
+    demo_dataset_v3: Path, demo_dataset_v21: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import yaml
 
     from gr00t.data.mixture import load_mixture
 
     monkeypatch.setenv("GR00T_MIXTURES_DIR", str(tmp_path))
-    (tmp_path / "two.yaml").write_text(yaml.safe_dump({"datasets": [
-        {"name": "a", "path": str(demo_dataset_v3), "embodiment": "new_embodiment", "weight": 3},
-        {"name": "b", "path": str(demo_dataset_v21), "embodiment": "new_embodiment", "weight": 1},
-    ]}))
+    (tmp_path / "two.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "datasets": [
+                    {"name": "a", "path": str(demo_dataset_v3), "embodiment": "new_embodiment", "weight": 3},
+                    {"name": "b", "path": str(demo_dataset_v21), "embodiment": "new_embodiment", "weight": 1},
+                ]
+            }
+        )
+    )
     mixture = load_mixture("two")
     data = MixtureDataset.from_mixture(mixture)
     per = EPISODES * (LENGTH - HORIZON + 1)
@@ -215,8 +234,13 @@ def augmenting(demo_dataset_v3: Path, tmp_path_factory: pytest.TempPathFactory):
     root = _with_stats(demo_dataset_v3, tmp_path_factory.mktemp("augment") / "demo")
     stats, rel = load_stats(root, "new_embodiment")
     images = ImageTransformConfig(size=64, rotation_degrees=10, brightness=0.3, contrast=0.3, hue=0.05)
-    processor = Gr00tProcessor.from_config(load_preset("n16_tiny"), [("new_embodiment", stats, rel)],
-                                           build_tiny_tokenizer(), images, training=True)
+    processor = Gr00tProcessor.from_config(
+        load_preset("n16_tiny"),
+        [("new_embodiment", stats, rel)],
+        build_tiny_tokenizer(),
+        images,
+        training=True,
+    )
     return root, processor
 
 
@@ -245,7 +269,9 @@ def test_augmented_samples_resume_exactly_with_any_worker_count(augmenting) -> N
     def run(sampler: MixtureSampler, num_samples: int, workers: int) -> list[dict]:
         out: list[dict] = []
         while len(out) < num_samples:  # across epoch ends, as the trainer's endless sampler does
-            for b in DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=list):
+            for b in DataLoader(
+                data, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=list
+            ):
                 out.extend(b)
                 sampler.advance(len(b))
                 if len(out) >= num_samples:
@@ -272,11 +298,14 @@ def test_image_feature_cameras_random_access_and_segments(version: str, tmp_path
     from tests.data.test_lerobot_compat import FRONT, SIZES, WRIST, _to_image_dataset
 
     lengths = [7, 9]
-    root = write_demo_dataset(tmp_path / "ds", version=version, num_episodes=2, episode_length=lengths,
-                              height=24, width=64)
+    root = write_demo_dataset(
+        tmp_path / "ds", version=version, num_episodes=2, episode_length=lengths, height=24, width=64
+    )
     rng = np.random.default_rng(3)
-    images = {k: [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(sum(lengths))]
-              for k, (h, w) in SIZES.items()}
+    images = {
+        k: [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(sum(lengths))]
+        for k, (h, w) in SIZES.items()
+    }
     _to_image_dataset(root, images)
     emb = embodiment_with(video={"delta_indices": [-1, 0]}, action={"delta_indices": [0, 1, 2, 3]})
     ds = Gr00tDataset(root, emb)
@@ -294,4 +323,3 @@ def test_image_feature_cameras_random_access_and_segments(version: str, tmp_path
         ref = ds.sample(1, k)
         for view in views:
             assert np.array_equal(s["video"][view], ref["video"][view])
-

@@ -15,7 +15,9 @@ from gr00t.data.video import decode_frames
 
 
 def _all_rows(root) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(p) for p in sorted((root / "data").rglob("*.parquet"))], ignore_index=True)
+    return pd.concat(
+        [pd.read_parquet(p) for p in sorted((root / "data").rglob("*.parquet"))], ignore_index=True
+    )
 
 
 def test_v3_layout_packs_episodes_into_shared_files(demo_dataset_v3):
@@ -30,7 +32,8 @@ def test_v3_layout_packs_episodes_into_shared_files(demo_dataset_v3):
     episodes = pd.read_parquet(demo_dataset_v3 / "meta/episodes/chunk-000/file-000.parquet")
     assert episodes["dataset_from_index"].tolist() == [0, 60, 120, 180, 240, 300]
     assert episodes["videos/observation.images.front/from_timestamp"].tolist() == pytest.approx(
-        [0, 4, 8, 12, 16, 20])
+        [0, 4, 8, 12, 16, 20]
+    )
     assert list(episodes["tasks"].iloc[1]) == [TASKS[1]]
     tasks = pd.read_parquet(demo_dataset_v3 / "meta/tasks.parquet")
     assert dict(zip(tasks["task_index"], tasks.index)) == dict(enumerate(TASKS))
@@ -50,8 +53,10 @@ def test_same_arguments_same_data_and_frames(tmp_path, demo_dataset_v3):
     again = write_demo_dataset(tmp_path / "again", version="v3.0")
     pd.testing.assert_frame_equal(_all_rows(again), _all_rows(demo_dataset_v3))
     other_seed = write_demo_dataset(tmp_path / "seed1", version="v3.0", seed=1)
-    assert not np.allclose(np.stack(_all_rows(other_seed)["observation.state"]),
-                           np.stack(_all_rows(demo_dataset_v3)["observation.state"]))
+    assert not np.allclose(
+        np.stack(_all_rows(other_seed)["observation.state"]),
+        np.stack(_all_rows(demo_dataset_v3)["observation.state"]),
+    )
     path = "videos/observation.images.front/chunk-000/file-000.mp4"
     a = decode_frames(again / path, [0.0, 7.0], backend="pyav")
     b = decode_frames(demo_dataset_v3 / path, [0.0, 7.0], backend="pyav")
@@ -91,16 +96,27 @@ def test_blob_follows_the_arm(demo_dataset_v21):
 
 
 def test_multiple_files_lengths_and_av1(tmp_path):
-    root = write_demo_dataset(tmp_path / "ds", num_episodes=3, episode_length=[5, 7, 9], episodes_per_file=2,
-                              codec="av1", height=64, width=96)
+    root = write_demo_dataset(
+        tmp_path / "ds",
+        num_episodes=3,
+        episode_length=[5, 7, 9],
+        episodes_per_file=2,
+        codec="av1",
+        height=64,
+        width=96,
+    )
     assert len(list((root / "data").rglob("*.parquet"))) == 2
     info = json.loads((root / "meta/info.json").read_text())
     assert info["features"]["observation.images.front"]["info"]["video.codec"] == "av1"
     episodes = pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
     assert episodes["data/file_index"].tolist() == [0, 0, 1]
-    assert episodes["videos/observation.images.wrist/from_timestamp"].tolist() == pytest.approx([0, 5 / 15, 0])
+    assert episodes["videos/observation.images.wrist/from_timestamp"].tolist() == pytest.approx(
+        [0, 5 / 15, 0]
+    )
     assert pq.read_metadata(root / "data/chunk-000/file-001.parquet").num_rows == 9
-    frames = decode_frames(root / "videos/observation.images.wrist/chunk-000/file-001.mp4", [8 / 15], backend="pyav")
+    frames = decode_frames(
+        root / "videos/observation.images.wrist/chunk-000/file-001.mp4", [8 / 15], backend="pyav"
+    )
     assert frames.shape == (1, 64, 96, 3) and read_frame_code(frames[0]) == (2, 8)
 
 

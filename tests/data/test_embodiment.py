@@ -94,8 +94,14 @@ def base():
         "action": {
             "horizon": 4,
             "groups": [
-                {"key": "eef", "rep": "relative", "type": "eef", "format": "xyz_rot6d", "state_key": "eef",
-                 "state_format": "xyz_quat_wxyz"},
+                {
+                    "key": "eef",
+                    "rep": "relative",
+                    "type": "eef",
+                    "format": "xyz_rot6d",
+                    "state_key": "eef",
+                    "state_format": "xyz_quat_wxyz",
+                },
                 {"key": "gripper"},
             ],
         },
@@ -120,7 +126,11 @@ def test_user_yaml_by_path(tmp_path):
         (lambda d: d.update(projektor_index=1), "projektor_index", "Did you mean 'projector_index'"),
         (lambda d: d["action"]["groups"][1].update(rep="rel"), "action.groups[1].rep", "relative"),
         (lambda d: d["action"]["groups"][0].update(format="euler"), "action.groups[0].format", "xyz_rotvec"),
-        (lambda d: d["action"]["groups"][1].update(format="xyz_rot6d"), "action.groups[1].format", "only eef"),
+        (
+            lambda d: d["action"]["groups"][1].update(format="xyz_rot6d"),
+            "action.groups[1].format",
+            "only eef",
+        ),
         (lambda d: d["action"]["groups"][0].update(state_key="nope"), "action.groups[0].state_key", "nope"),
         (lambda d: d["action"].update(horizon=0), "action.horizon", "positive"),
         (lambda d: d["action"].update(delta_indices=[0, 1, 2]), "action.horizon", "disagrees"),

@@ -40,7 +40,10 @@ def _images(seed: int) -> dict[str, list[np.ndarray]]:
     """Random frames per camera, in dataset row order (episodes back to back)."""
     rng = np.random.default_rng(seed)
     total = sum(LENGTHS)
-    return {k: [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(total)] for k, (h, w) in SIZES.items()}
+    return {
+        k: [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(total)]
+        for k, (h, w) in SIZES.items()
+    }
 
 
 def _image_column(frames: list[np.ndarray], rows: np.ndarray, within: np.ndarray, sep: str) -> pa.Array:
@@ -53,7 +56,11 @@ def _to_image_dataset(root, images: dict[str, list[np.ndarray]]) -> None:
     """Turn a demo dataset's cameras into LeRobot image features (frames taken from `images`)."""
     info = json.loads((root / "meta/info.json").read_text())
     for key, (h, w) in SIZES.items():
-        info["features"][key] = {"dtype": "image", "shape": [h, w, 3], "names": ["height", "width", "channels"]}
+        info["features"][key] = {
+            "dtype": "image",
+            "shape": [h, w, 3],
+            "names": ["height", "width", "channels"],
+        }
     info["video_path"] = None
     info["total_videos"] = 0
     (root / "meta/info.json").write_text(json.dumps(info, indent=4))
@@ -62,7 +69,9 @@ def _to_image_dataset(root, images: dict[str, list[np.ndarray]]) -> None:
     if v3:
         for path in (root / "meta/episodes").rglob("*.parquet"):
             frame = pd.read_parquet(path)
-            frame.drop(columns=[c for c in frame.columns if c.startswith("videos/")]).to_parquet(path, index=False)
+            frame.drop(columns=[c for c in frame.columns if c.startswith("videos/")]).to_parquet(
+                path, index=False
+            )
     for path in sorted((root / "data").rglob("*.parquet")):
         table = pq.read_table(path)
         rows = table.column("index").to_numpy()
@@ -76,8 +85,14 @@ def _to_image_dataset(root, images: dict[str, list[np.ndarray]]) -> None:
 def image_dataset(request, tmp_path):
     from gr00t.data.demo import write_demo_dataset
 
-    root = write_demo_dataset(tmp_path / "ds", version=request.param, num_episodes=len(LENGTHS),
-                              episode_length=LENGTHS, height=24, width=64)
+    root = write_demo_dataset(
+        tmp_path / "ds",
+        version=request.param,
+        num_episodes=len(LENGTHS),
+        episode_length=LENGTHS,
+        height=24,
+        width=64,
+    )
     images = _images(seed=1)
     _to_image_dataset(root, images)
     return root, images
@@ -113,18 +128,27 @@ def test_image_features_decode_exactly(image_dataset):
 def test_default_modality_names_image_cameras(image_dataset):
     root, _ = image_dataset
     info = json.loads((root / "meta/info.json").read_text())
-    assert default_modality(info)["video"] == {"front": {"original_key": FRONT}, "wrist": {"original_key": WRIST}}
+    assert default_modality(info)["video"] == {
+        "front": {"original_key": FRONT},
+        "wrist": {"original_key": WRIST},
+    }
     (root / "meta/modality.json").unlink(missing_ok=True)
     write_default_modality(root)
     assert {e.original_key for e in load_modality(root).video.values()} == {FRONT, WRIST}
 
 
 def _rewrite_cell(root, key, row, cell):
-    path = next(p for p in sorted((root / "data").rglob("*.parquet")) if row in pq.read_table(p).column("index").to_pylist())
+    path = next(
+        p
+        for p in sorted((root / "data").rglob("*.parquet"))
+        if row in pq.read_table(p).column("index").to_pylist()
+    )
     table = pq.read_table(path)
     cells = table.column(key).to_pylist()
     cells[table.column("index").to_pylist().index(row)] = cell
-    table = table.set_column(table.schema.get_field_index(key), key, pa.array(cells, type=table.schema.field(key).type))
+    table = table.set_column(
+        table.schema.get_field_index(key), key, pa.array(cells, type=table.schema.field(key).type)
+    )
     pq.write_table(table, path)
 
 
@@ -138,9 +162,13 @@ def test_image_cells_given_by_path_and_bad_cells(image_dataset):
     _rewrite_cell(root, WRIST, 1, {"bytes": b"not a png", "path": "frame-000001.png"})
     reader = open_lerobot_dataset(root)
     assert np.array_equal(reader.decode_frames(1, FRONT, [2])[0], images[FRONT][LENGTHS[0] + 2])
-    with pytest.raises(VideoDecodeError, match=r"episode 1, 'observation.images.front', frame 3: .*missing.png"):
+    with pytest.raises(
+        VideoDecodeError, match=r"episode 1, 'observation.images.front', frame 3: .*missing.png"
+    ):
         reader.decode_frames(1, FRONT, [3])
-    with pytest.raises(VideoDecodeError, match=r"episode 0, 'observation.images.wrist', frame 1: cannot decode"):
+    with pytest.raises(
+        VideoDecodeError, match=r"episode 0, 'observation.images.wrist', frame 1: cannot decode"
+    ):
         reader.decode_frames(0, WRIST, [0, 1])
 
 
@@ -153,8 +181,10 @@ def test_v3_episode_with_several_tasks(demo_dataset_v3, tmp_path):
     shutil.copytree(demo_dataset_v3, root)
     meta = root / "meta/episodes/chunk-000/file-000.parquet"
     episodes = pd.read_parquet(meta)
-    episodes["tasks"] = [[TASKS[2], TASKS[0]] if ep == 2 else t.tolist() for ep, t in
-                         zip(episodes["episode_index"], episodes["tasks"])]
+    episodes["tasks"] = [
+        [TASKS[2], TASKS[0]] if ep == 2 else t.tolist()
+        for ep, t in zip(episodes["episode_index"], episodes["tasks"])
+    ]
     episodes["meta/episodes/chunk_index"] = 0
     episodes["meta/episodes/file_index"] = 0
     episodes.to_parquet(meta, index=False)
@@ -163,8 +193,9 @@ def test_v3_episode_with_several_tasks(demo_dataset_v3, tmp_path):
     ep, frame = table.column("episode_index").to_numpy(), table.column("frame_index").to_numpy()
     task = table.column("task_index").to_numpy().copy()
     task[(ep == 2) & (frame >= 30)] = 0
-    pq.write_table(table.set_column(table.schema.get_field_index("task_index"), "task_index", pa.array(task)),
-                   data_path)
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("task_index"), "task_index", pa.array(task)), data_path
+    )
     reader = open_lerobot_dataset(root)
     assert reader.episode_tasks(2) == [TASKS[2], TASKS[0]]
     indices = reader.episode_data(2, ["task_index"])["task_index"]

@@ -25,7 +25,9 @@ def test_metadata(demo_dataset_v21):
     assert reader.video_keys == [FRONT, WRIST]
     assert reader.data_path(3) == demo_dataset_v21 / "data/chunk-000/episode_000003.parquet"
     assert reader.video_location(3, WRIST) == (
-        demo_dataset_v21 / "videos/chunk-000" / WRIST / "episode_000003.mp4", 0.0)
+        demo_dataset_v21 / "videos/chunk-000" / WRIST / "episode_000003.mp4",
+        0.0,
+    )
 
 
 def test_episode_data_matches_the_parquet_file(demo_dataset_v21):
@@ -61,8 +63,10 @@ def test_v20_chunks_and_sparse_episode_indices(demo_dataset_v21, tmp_path):
     (root / "meta/episodes.jsonl").write_text("\n".join(lines) + "\n")
     (root / "data/chunk-000/episode_000000.parquet").unlink()
     for ep in (4, 5):
-        for rel in (f"data/chunk-000/episode_{ep:06d}.parquet",
-                    *(f"videos/chunk-000/{k}/episode_{ep:06d}.mp4" for k in (FRONT, WRIST))):
+        for rel in (
+            f"data/chunk-000/episode_{ep:06d}.parquet",
+            *(f"videos/chunk-000/{k}/episode_{ep:06d}.mp4" for k in (FRONT, WRIST)),
+        ):
             dst = root / rel.replace("chunk-000", "chunk-001")
             dst.parent.mkdir(parents=True, exist_ok=True)
             (root / rel).rename(dst)

@@ -18,7 +18,9 @@ FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 
 
 def _rows(root) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(p) for p in sorted((root / "data").rglob("*.parquet"))], ignore_index=True)
+    return pd.concat(
+        [pd.read_parquet(p) for p in sorted((root / "data").rglob("*.parquet"))], ignore_index=True
+    )
 
 
 def test_metadata(demo_dataset_v3):
@@ -54,7 +56,9 @@ def test_video_location_and_timestamps(demo_dataset_v3):
     path, start = reader.video_location(2, WRIST)
     assert path == demo_dataset_v3 / "videos" / WRIST / "chunk-000/file-000.mp4"
     assert start == pytest.approx(8.0)
-    assert reader.frame_timestamps(2, [0, 30, 59], WRIST) == pytest.approx([8.0, 10.0, 8.0 + 59 / 15], abs=1e-6)
+    assert reader.frame_timestamps(2, [0, 30, 59], WRIST) == pytest.approx(
+        [8.0, 10.0, 8.0 + 59 / 15], abs=1e-6
+    )
     with pytest.raises(IndexError, match="episode 2 has 60 frames"):
         reader.frame_timestamps(2, [60])
 
@@ -72,17 +76,22 @@ def test_decoded_frames_are_the_requested_ones(demo_dataset_v3, backend):
 
 
 def test_several_data_and_video_files(tmp_path):
-    root = write_demo_dataset(tmp_path / "ds", num_episodes=5, episode_length=[4, 6, 5, 3, 7], episodes_per_file=2)
+    root = write_demo_dataset(
+        tmp_path / "ds", num_episodes=5, episode_length=[4, 6, 5, 3, 7], episodes_per_file=2
+    )
     reader = open_lerobot_dataset(root)
     assert reader.data_path(4) == root / "data/chunk-000/file-002.parquet"
-    assert reader.video_location(3, FRONT) == (root / "videos" / FRONT / "chunk-000/file-001.mp4",
-                                               pytest.approx(5 / 15))
+    assert reader.video_location(3, FRONT) == (
+        root / "videos" / FRONT / "chunk-000/file-001.mp4",
+        pytest.approx(5 / 15),
+    )
     rows = _rows(root)
     for ep, length in reader.episode_lengths.items():
         data = reader.episode_data(ep, ["observation.state", "frame_index"])
         assert data["frame_index"].tolist() == list(range(length))
-        assert np.array_equal(data["observation.state"],
-                              np.stack(rows[rows["episode_index"] == ep]["observation.state"]))
+        assert np.array_equal(
+            data["observation.state"], np.stack(rows[rows["episode_index"] == ep]["observation.state"])
+        )
         frames = reader.decode_frames(ep, WRIST, [length - 1])
         assert read_frame_code(frames[0]) == (ep, length - 1)
 
@@ -92,7 +101,8 @@ def _relayout_like_lerobot(root):
     stats/* columns, several episode-metadata files, and variable-length list vectors."""
     tasks = pd.read_parquet(root / "meta/tasks.parquet")
     pd.DataFrame({"task_index": tasks["task_index"].tolist()}, index=list(tasks.index)).to_parquet(
-        root / "meta/tasks.parquet")
+        root / "meta/tasks.parquet"
+    )
     episodes = pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
     episodes["stats/observation.state/mean"] = [np.zeros(7).tolist()] * len(episodes)
     episodes["stats/action/count"] = [[60]] * len(episodes)
@@ -115,7 +125,10 @@ def test_reads_lerobot_style_variants(demo_dataset_v3, tmp_path):
     reader = open_lerobot_dataset(root)
     assert reader.tasks == original.tasks and reader.episode_lengths == original.episode_lengths
     for ep in (0, 4, 5):
-        a, b = reader.episode_data(ep, ["observation.state"]), original.episode_data(ep, ["observation.state"])
+        a, b = (
+            reader.episode_data(ep, ["observation.state"]),
+            original.episode_data(ep, ["observation.state"]),
+        )
         assert np.array_equal(a["observation.state"], b["observation.state"])
     assert read_frame_code(reader.decode_frames(5, FRONT, [7])[0]) == (5, 7)
 
@@ -123,8 +136,9 @@ def test_reads_lerobot_style_variants(demo_dataset_v3, tmp_path):
 def test_tasks_from_a_task_column(demo_dataset_v3, tmp_path):
     root = tmp_path / "ds"
     shutil.copytree(demo_dataset_v3, root)
-    pd.DataFrame({"task_index": [2, 0, 1], "task": ["c", "a", "b"]}).to_parquet(root / "meta/tasks.parquet",
-                                                                            index=False)
+    pd.DataFrame({"task_index": [2, 0, 1], "task": ["c", "a", "b"]}).to_parquet(
+        root / "meta/tasks.parquet", index=False
+    )
     assert open_lerobot_dataset(root).tasks == {0: "a", 1: "b", 2: "c"}
 
 

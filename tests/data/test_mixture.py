@@ -65,15 +65,25 @@ def test_data_root_precedence(mixdir: Path, tmp_path: Path, monkeypatch: pytest.
 
 
 def test_co_training_ratio(mixdir: Path) -> None:
-    _write(mixdir, "pre", {"datasets": [
-        {"path": "p1", "embodiment": "gr1", "weight": 3},
-        {"path": "p2", "embodiment": "g1", "weight": 1},
-    ]})
-    _write(mixdir, "ft", {
-        "datasets": [{"path": "f1", "embodiment": "new_embodiment", "weight": 5}],
-        "co_training_mixture": "pre",
-        "co_training_ratio": 0.2,
-    })
+    _write(
+        mixdir,
+        "pre",
+        {
+            "datasets": [
+                {"path": "p1", "embodiment": "gr1", "weight": 3},
+                {"path": "p2", "embodiment": "g1", "weight": 1},
+            ]
+        },
+    )
+    _write(
+        mixdir,
+        "ft",
+        {
+            "datasets": [{"path": "f1", "embodiment": "new_embodiment", "weight": 5}],
+            "co_training_mixture": "pre",
+            "co_training_ratio": 0.2,
+        },
+    )
     m = load_mixture("ft", data_root="/r")
     assert [e.name for e in m.entries] == ["f1", "p1", "p2"]
     assert np.allclose(m.weights, [0.8, 0.15, 0.05])
@@ -88,8 +98,15 @@ def test_co_training_ratio(mixdir: Path) -> None:
 def test_co_training_draw_statistics(mixdir: Path) -> None:
     """Through the sampler, each dataset receives its share of draws; pretraining data is mixed evenly."""
     _write(mixdir, "pre", {"datasets": [{"path": "p", "embodiment": "gr1"}]})
-    _write(mixdir, "ft", {"datasets": [{"path": "f", "embodiment": "gr1"}], "co_training_mixture": "pre",
-                          "co_training_ratio": 0.3})
+    _write(
+        mixdir,
+        "ft",
+        {
+            "datasets": [{"path": "f", "embodiment": "gr1"}],
+            "co_training_mixture": "pre",
+            "co_training_ratio": 0.3,
+        },
+    )
     m = load_mixture("ft", data_root="/r")
     sampler = MixtureSampler([50, 5000], weights=m.weights, epoch_length=2000, seed=0)
     which = sampler.dataset_of(np.array(list(sampler)))
@@ -101,14 +118,35 @@ def test_co_training_draw_statistics(mixdir: Path) -> None:
 
 
 def test_co_training_cycle_and_bad_ratio(mixdir: Path) -> None:
-    _write(mixdir, "a", {"datasets": [{"path": "x", "embodiment": "gr1"}], "co_training_mixture": "b",
-                         "co_training_ratio": 0.1})
-    _write(mixdir, "b", {"datasets": [{"path": "y", "embodiment": "gr1"}], "co_training_mixture": "a",
-                         "co_training_ratio": 0.1})
+    _write(
+        mixdir,
+        "a",
+        {
+            "datasets": [{"path": "x", "embodiment": "gr1"}],
+            "co_training_mixture": "b",
+            "co_training_ratio": 0.1,
+        },
+    )
+    _write(
+        mixdir,
+        "b",
+        {
+            "datasets": [{"path": "y", "embodiment": "gr1"}],
+            "co_training_mixture": "a",
+            "co_training_ratio": 0.1,
+        },
+    )
     with pytest.raises(MixtureError, match="cycle"):
         load_mixture("a")
-    _write(mixdir, "c", {"datasets": [{"path": "x", "embodiment": "gr1"}], "co_training_mixture": "b",
-                         "co_training_ratio": 1.5})
+    _write(
+        mixdir,
+        "c",
+        {
+            "datasets": [{"path": "x", "embodiment": "gr1"}],
+            "co_training_mixture": "b",
+            "co_training_ratio": 1.5,
+        },
+    )
     with pytest.raises(MixtureError, match=r"co_training_ratio.*\[0, 1\)"):
         load_mixture("c")
     _write(mixdir, "d", {"datasets": [{"path": "x", "embodiment": "gr1"}], "co_training_ratio": 0.2})
@@ -124,7 +162,10 @@ def test_co_training_cycle_and_bad_ratio(mixdir: Path) -> None:
         ({"datasets": [{"path": "x", "embodiment": "gr1", "weight": 0}]}, r"datasets\[0\]\.weight"),
         ({"datasets": [{"path": "x", "embodiment": "gr1", "wieght": 1}]}, "Did you mean 'weight'"),
         ({"dataset": []}, "Did you mean 'datasets'"),
-        ({"datasets": [{"path": "a/x", "embodiment": "gr1"}, {"path": "b/x", "embodiment": "gr1"}]}, "duplicate"),
+        (
+            {"datasets": [{"path": "a/x", "embodiment": "gr1"}, {"path": "b/x", "embodiment": "gr1"}]},
+            "duplicate",
+        ),
     ],
 )
 def test_malformed_files_name_file_and_key(mixdir: Path, data: dict, message: str) -> None:

@@ -27,7 +27,9 @@ def test_demo_modality(demo_dataset_v3):
     assert modality.action["gripper"].original_key == "action"
     assert modality.action["arm"].absolute is False and modality.action["gripper"].absolute is True
     assert {k: v.original_key for k, v in modality.video.items()} == {
-        "front": "observation.images.front", "wrist": "observation.images.wrist"}
+        "front": "observation.images.front",
+        "wrist": "observation.images.wrist",
+    }
     assert modality.annotation["human.task_description"].original_key == "annotation.human.task_description"
     assert modality.columns() == ["observation.state", "action", "annotation.human.task_description"]
 
@@ -41,22 +43,34 @@ def test_split_and_language(demo_dataset_v21):
     assert np.array_equal(np.concatenate([state["arm"], state["gripper"]], 1), data["observation.state"])
     action = modality.split("action", data, keys=["gripper"])
     assert list(action) == ["gripper"] and np.array_equal(action["gripper"][:, 0], data["action"][:, 6])
-    text = modality.annotation_text("human.task_description",
-                                    data["annotation.human.task_description"][:2], reader.tasks, episode=4)
+    text = modality.annotation_text(
+        "human.task_description", data["annotation.human.task_description"][:2], reader.tasks, episode=4
+    )
     assert text == [TASKS[1], TASKS[1]]
-    with pytest.raises(ModalityError, match="episode 4, column 'annotation.human.task_description' holds task index 9"):
+    with pytest.raises(
+        ModalityError, match="episode 4, column 'annotation.human.task_description' holds task index 9"
+    ):
         modality.annotation_text("human.task_description", [9], reader.tasks, episode=4)
     with pytest.raises(KeyError, match="'elbow'"):
         modality.split("state", data, keys=["elbow"])
 
 
 def test_optional_fields_and_defaults():
-    modality = parse_modality({
-        "state": {"eef_rot": {"start": 3, "end": 9, "rotation_type": "rotation_6d", "original_key": "observation.state.eef"}},
-        "action": {"eef_pos": {"start": 0, "end": 3, "absolute": True, "dtype": "float32"}},
-        "video": {"ego": {}},
-        "annotation": {"human.action.task_description": {"original_key": "task_index"}},
-    })
+    modality = parse_modality(
+        {
+            "state": {
+                "eef_rot": {
+                    "start": 3,
+                    "end": 9,
+                    "rotation_type": "rotation_6d",
+                    "original_key": "observation.state.eef",
+                }
+            },
+            "action": {"eef_pos": {"start": 0, "end": 3, "absolute": True, "dtype": "float32"}},
+            "video": {"ego": {}},
+            "annotation": {"human.action.task_description": {"original_key": "task_index"}},
+        }
+    )
     assert modality.state["eef_rot"].rotation_type == "rotation_6d"
     assert modality.state["eef_rot"].original_key == "observation.state.eef"
     assert modality.action["eef_pos"].absolute is True and modality.action["eef_pos"].dtype == "float32"
@@ -88,9 +102,13 @@ def test_default_modality_from_demo_info(demo_dataset_v3, tmp_path):
     written = json.loads(path.read_text())
     assert written["state"] == {"state": {"start": 0, "end": 7}}
     assert written["action"] == {"action": {"start": 0, "end": 7}}
-    assert written["video"] == {"front": {"original_key": "observation.images.front"},
-                                "wrist": {"original_key": "observation.images.wrist"}}
-    assert written["annotation"] == {"human.task_description": {"original_key": "annotation.human.task_description"}}
+    assert written["video"] == {
+        "front": {"original_key": "observation.images.front"},
+        "wrist": {"original_key": "observation.images.wrist"},
+    }
+    assert written["annotation"] == {
+        "human.task_description": {"original_key": "annotation.human.task_description"}
+    }
     modality = load_modality(root)  # the default validates against the dataset
     reader = open_lerobot_dataset(root)
     assert modality.split("state", reader.episode_data(0, modality.columns()))["state"].shape == (60, 7)
@@ -100,16 +118,25 @@ def test_default_modality_from_demo_info(demo_dataset_v3, tmp_path):
 
 
 def test_default_modality_groups_from_named_sublists():
-    info = {"features": {
-        "observation.state": {"dtype": "float32", "shape": [9], "names": {"arm": list("abcdef"), "hand": list("xyz")}},
-        "observation.state.base": {"dtype": "float32", "shape": [2], "names": ["vx", "vy"]},
-        "action": {"dtype": "float32", "shape": [7], "names": ["j0", "j1", "j2", "j3", "j4", "j5", "g"]},
-        "observation.images.top": {"dtype": "video", "shape": [48, 64, 3]},
-        "task_index": {"dtype": "int64", "shape": [1]},
-    }}
+    info = {
+        "features": {
+            "observation.state": {
+                "dtype": "float32",
+                "shape": [9],
+                "names": {"arm": list("abcdef"), "hand": list("xyz")},
+            },
+            "observation.state.base": {"dtype": "float32", "shape": [2], "names": ["vx", "vy"]},
+            "action": {"dtype": "float32", "shape": [7], "names": ["j0", "j1", "j2", "j3", "j4", "j5", "g"]},
+            "observation.images.top": {"dtype": "video", "shape": [48, 64, 3]},
+            "task_index": {"dtype": "int64", "shape": [1]},
+        }
+    }
     out = default_modality(info)
-    assert out["state"] == {"arm": {"start": 0, "end": 6}, "hand": {"start": 6, "end": 9},
-                            "base": {"original_key": "observation.state.base", "start": 0, "end": 2}}
+    assert out["state"] == {
+        "arm": {"start": 0, "end": 6},
+        "hand": {"start": 6, "end": 9},
+        "base": {"original_key": "observation.state.base", "start": 0, "end": 2},
+    }
     assert out["action"] == {"action": {"start": 0, "end": 7}}
     assert out["video"] == {"top": {"original_key": "observation.images.top"}}
     assert out["annotation"] == {"human.task_description": {"original_key": "task_index"}}

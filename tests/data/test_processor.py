@@ -43,7 +43,9 @@ def demo_stats(seed: int = 0) -> tuple[dict, dict]:
     return stats, {"arm": stats_of(chunks)}
 
 
-def raw_sample(seed: int = 0, frames: int = 1, with_action: bool = True, language: str = "Pick up the RED block!") -> dict:
+def raw_sample(
+    seed: int = 0, frames: int = 1, with_action: bool = True, language: str = "Pick up the RED block!"
+) -> dict:
     rng = np.random.default_rng(seed)
     arm_state = rng.uniform(-1, 1, size=(1, 6)).astype(np.float32)
     sample = {
@@ -59,7 +61,9 @@ def raw_sample(seed: int = 0, frames: int = 1, with_action: bool = True, languag
     }
     if with_action:
         sample["action"] = {
-            "arm": (arm_state + rng.uniform(-0.3, 0.3, size=(HORIZON, 6))).astype(np.float32),  # inside relative stats
+            "arm": (arm_state + rng.uniform(-0.3, 0.3, size=(HORIZON, 6))).astype(
+                np.float32
+            ),  # inside relative stats
             "gripper": rng.uniform(0, 1, size=(HORIZON, 1)).astype(np.float32),
         }
     return sample
@@ -71,7 +75,11 @@ def make_processor(backbone: str = "eagle", training: bool = True, **cfg) -> tup
     stats, rel = demo_stats()
     vlm_overrides = {} if backbone == "eagle" else {"min_pixels": 32 * 32 * 4}
     proc = Gr00tProcessor.from_config(
-        config, [("new_embodiment", stats, rel)], build_tiny_tokenizer(), SMALL_IMAGES, training,
+        config,
+        [("new_embodiment", stats, rel)],
+        build_tiny_tokenizer(),
+        SMALL_IMAGES,
+        training,
         vlm_overrides=vlm_overrides,
     )
     return proc, config
@@ -196,6 +204,7 @@ def test_errors_name_the_problem(tmp_path) -> None:
     stats, rel = demo_stats()
     with pytest.raises(ValueError, match="max_state_dim"):
         Gr00tProcessor.from_config(
-            load_preset("n16_tiny", max_state_dim=4), [(load_embodiment("new_embodiment"), stats, rel)],
+            load_preset("n16_tiny", max_state_dim=4),
+            [(load_embodiment("new_embodiment"), stats, rel)],
             build_tiny_tokenizer(),
         )

@@ -73,9 +73,19 @@ def test_near_pi_and_near_zero_rotvec():
 def test_relative_pose_then_compose_is_identity(fmt):
     rng = np.random.default_rng(3)
     rv = random_rotvecs(rng, 17)
-    to_fmt = lambda xyz, r: R.matrix_to_pose(  # noqa: E731
-        np.concatenate([np.concatenate([R.rotvec_to_matrix(r), xyz[..., None]], -1),
-                        np.broadcast_to([0, 0, 0, 1.0], xyz.shape[:-1] + (1, 4))], -2), fmt)
+
+    def to_fmt(xyz, r):
+        return R.matrix_to_pose(
+            np.concatenate(
+                [
+                    np.concatenate([R.rotvec_to_matrix(r), xyz[..., None]], -1),
+                    np.broadcast_to([0, 0, 0, 1.0], xyz.shape[:-1] + (1, 4)),
+                ],
+                -2,
+            ),
+            fmt,
+        )
+
     target = to_fmt(rng.normal(size=(16, 3)), rv[:16])
     ref = to_fmt(rng.normal(size=3), rv[16])
     rel = R.relative_pose(ref, target, fmt)

@@ -25,7 +25,11 @@ class IndexDataset(Dataset):
 
 def _loader(sampler: MixtureSampler, n: int, workers: int = 2, batch: int = 4) -> DataLoader:
     return DataLoader(
-        IndexDataset(n), batch_size=batch, sampler=sampler, num_workers=workers, prefetch_factor=2 if workers else None
+        IndexDataset(n),
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
     )
 
 
@@ -197,7 +201,9 @@ def test_state_survives_torch_save(tmp_path) -> None:
     torch.save(s.state_dict(consumed=6), tmp_path / "s.pt")
     r = MixtureSampler([5, 6], seed=2)
     r.load_state_dict(torch.load(tmp_path / "s.pt"))
-    assert r.epoch == 0 and list(r) == MixtureSampler([5, 6], seed=2).global_index(0, np.arange(6, 11)).tolist()
+    assert (
+        r.epoch == 0 and list(r) == MixtureSampler([5, 6], seed=2).global_index(0, np.arange(6, 11)).tolist()
+    )
 
 
 class KeyDataset(Dataset):
@@ -217,7 +223,9 @@ def test_indices_carry_their_draw_through_workers_and_resume() -> None:
     assert [(k.seed, k.epoch, k.position) for k in epoch0] == [(4, 0, p) for p in range(12)]
     assert [int(k) for k in epoch0] == s.global_index(0, np.arange(12)).tolist()
     assert [k.epoch for k in s] == [1] * 12  # exhausted: the next pass is epoch 1
-    loader = DataLoader(KeyDataset(), batch_size=2, sampler=MixtureSampler(**kw), num_workers=2, collate_fn=list)
+    loader = DataLoader(
+        KeyDataset(), batch_size=2, sampler=MixtureSampler(**kw), num_workers=2, collate_fn=list
+    )
     delivered = [row for b in loader for row in b]
     assert delivered == [(int(k), 4, 0, k.position, float(sample_rng(k).uniform())) for k in epoch0]
     # rank 1 of 2, resumed after 4 draws: positions 5, 7, 9, 11 of the same global order
@@ -231,8 +239,13 @@ def test_sample_rng_depends_on_draw_not_on_index_alone() -> None:
         return float(sample_rng(i).uniform())
 
     assert first(SampleIndex(3, 0, 0, 5)) == first(SampleIndex(3, 0, 0, 5))
-    draws = {first(SampleIndex(3, 0, 0, 5)), first(SampleIndex(3, 0, 0, 6)), first(SampleIndex(3, 0, 1, 5)),
-             first(SampleIndex(3, 1, 0, 5)), first(3)}
+    draws = {
+        first(SampleIndex(3, 0, 0, 5)),
+        first(SampleIndex(3, 0, 0, 6)),
+        first(SampleIndex(3, 0, 1, 5)),
+        first(SampleIndex(3, 1, 0, 5)),
+        first(3),
+    }
     assert len(draws) == 5
     assert float(sample_rng(3, seed=2).uniform()) != first(3) == first(3)
     k = SampleIndex(3, 1, 2, 5)

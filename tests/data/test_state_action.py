@@ -15,28 +15,50 @@ H = 4
 def stats_of(x):
     """Plain numpy statistics over all leading axes (the test's own reference computation)."""
     x = x.reshape(-1, x.shape[-1]) if x.ndim > 2 else x
-    return {"mean": x.mean(0), "std": x.std(0), "min": x.min(0), "max": x.max(0),
-            "q01": np.quantile(x, 0.01, axis=0), "q99": np.quantile(x, 0.99, axis=0)}
+    return {
+        "mean": x.mean(0),
+        "std": x.std(0),
+        "min": x.min(0),
+        "max": x.max(0),
+        "q01": np.quantile(x, 0.01, axis=0),
+        "q99": np.quantile(x, 0.99, axis=0),
+    }
 
 
 def step_stats(x):
     """Per-horizon-step statistics of chunks [N, H, D] -> each [H, D]."""
-    return {"mean": x.mean(0), "std": x.std(0), "min": x.min(0), "max": x.max(0),
-            "q01": np.quantile(x, 0.01, axis=0), "q99": np.quantile(x, 0.99, axis=0)}
+    return {
+        "mean": x.mean(0),
+        "std": x.std(0),
+        "min": x.min(0),
+        "max": x.max(0),
+        "q01": np.quantile(x, 0.01, axis=0),
+        "q99": np.quantile(x, 0.99, axis=0),
+    }
 
 
 def make_embodiment(arm_norm="min_max", grip_norm="min_max", eef_format="xyz_rot6d", state_norm=None):
-    return EmbodimentConfig.from_dict({
-        "tag": "test_bot", "projector_index": 5,
-        "video": {"keys": ["cam"]},
-        "state": {"keys": ["arm", "eef", "gripper"], "sin_cos": ["arm"], "normalization": state_norm or {}},
-        "action": {"horizon": H, "groups": [
-            {"key": "arm", "rep": "relative", "type": "joint", "normalization": arm_norm},
-            {"key": "eef", "rep": "relative", "type": "eef", "format": eef_format},
-            {"key": "gripper", "rep": "absolute", "normalization": grip_norm},
-        ]},
-        "language": {"keys": ["annotation.human.task_description"]},
-    })
+    return EmbodimentConfig.from_dict(
+        {
+            "tag": "test_bot",
+            "projector_index": 5,
+            "video": {"keys": ["cam"]},
+            "state": {
+                "keys": ["arm", "eef", "gripper"],
+                "sin_cos": ["arm"],
+                "normalization": state_norm or {},
+            },
+            "action": {
+                "horizon": H,
+                "groups": [
+                    {"key": "arm", "rep": "relative", "type": "joint", "normalization": arm_norm},
+                    {"key": "eef", "rep": "relative", "type": "eef", "format": eef_format},
+                    {"key": "gripper", "rep": "absolute", "normalization": grip_norm},
+                ],
+            },
+            "language": {"keys": ["annotation.human.task_description"]},
+        }
+    )
 
 
 def random_pose(rng, n, fmt):
@@ -58,12 +80,24 @@ def make_data(rng, n, fmt="xyz_rot6d"):
 
 
 def build(emb, state, action, fmt="xyz_rot6d", **kw):
-    stats = {"state": {k: stats_of(v) for k, v in state.items()},
-             "action": {k: stats_of(v) for k, v in action.items()}}
-    rel = {"arm": step_stats(action["arm"] - state["arm"]),
-           "eef": step_stats(np.stack([R.relative_pose(state["eef"][i, 0], action["eef"][i], fmt)
-                                       for i in range(len(action["eef"]))]))}
-    args = dict(max_state_dim=32, max_action_dim=24, max_action_horizon=6, apply_sincos=True, use_relative_action=True)
+    stats = {
+        "state": {k: stats_of(v) for k, v in state.items()},
+        "action": {k: stats_of(v) for k, v in action.items()},
+    }
+    rel = {
+        "arm": step_stats(action["arm"] - state["arm"]),
+        "eef": step_stats(
+            np.stack(
+                [
+                    R.relative_pose(state["eef"][i, 0], action["eef"][i], fmt)
+                    for i in range(len(action["eef"]))
+                ]
+            )
+        ),
+    }
+    args = dict(
+        max_state_dim=32, max_action_dim=24, max_action_horizon=6, apply_sincos=True, use_relative_action=True
+    )
     args.update(kw)
     return StateActionProcessor(emb, stats, rel, **args)
 
@@ -76,9 +110,14 @@ def test_encode_decode_round_trip(fmt, norm):
     proc = build(make_embodiment(arm_norm=norm, grip_norm=norm, eef_format=fmt), state, action, fmt)
     if norm == "percentile":  # only values inside [q01, q99] survive the clip: keep such samples
         rel = action["arm"] - state["arm"]
-        keep = np.all((rel >= proc._action_norm["arm"].low) & (rel <= proc._action_norm["arm"].high), axis=(1, 2))
-        keep &= np.all((action["gripper"] >= proc._action_norm["gripper"].low)
-                       & (action["gripper"] <= proc._action_norm["gripper"].high), axis=(1, 2))
+        keep = np.all(
+            (rel >= proc._action_norm["arm"].low) & (rel <= proc._action_norm["arm"].high), axis=(1, 2)
+        )
+        keep &= np.all(
+            (action["gripper"] >= proc._action_norm["gripper"].low)
+            & (action["gripper"] <= proc._action_norm["gripper"].high),
+            axis=(1, 2),
+        )
         keep[np.flatnonzero(keep)[8:]] = False
         state = {k: v[keep] for k, v in state.items()}
         action = {k: v[keep] for k, v in action.items()}
@@ -90,7 +129,9 @@ def test_encode_decode_round_trip(fmt, norm):
         dec = proc.decode_action(enc, s)
         np.testing.assert_allclose(dec["arm"], a["arm"], atol=2e-5)
         np.testing.assert_allclose(dec["gripper"], a["gripper"], atol=2e-5)
-        np.testing.assert_allclose(R.pose_to_matrix(dec["eef"], fmt), R.pose_to_matrix(a["eef"], fmt), atol=1e-4)
+        np.testing.assert_allclose(
+            R.pose_to_matrix(dec["eef"], fmt), R.pose_to_matrix(a["eef"], fmt), atol=1e-4
+        )
     enc, _ = proc.encode_action(action, state)  # batched [B, H, D] with state [B, T, D]
     dec = proc.decode_action(enc, state)
     assert dec["arm"].dtype == np.float32 and dec["arm"].shape == action["arm"].shape
@@ -132,8 +173,9 @@ def test_state_encoding_sincos_and_minmax():
     np.testing.assert_allclose(enc[0, :3], np.sin(s["arm"][0]), atol=1e-6)
     np.testing.assert_allclose(enc[0, 3:6], np.cos(s["arm"][0]), atol=1e-6)
     e = state["eef"].reshape(-1, 9)
-    np.testing.assert_allclose(enc[0, 6:15], np.clip(2 * (s["eef"][0] - e.min(0)) / (e.max(0) - e.min(0)) - 1, -1, 1),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        enc[0, 6:15], np.clip(2 * (s["eef"][0] - e.min(0)) / (e.max(0) - e.min(0)) - 1, -1, 1), atol=1e-6
+    )
     g = state["gripper"].reshape(-1)
     np.testing.assert_allclose(enc[0, 15], (s["gripper"][0, 0] - g.mean()) / g.std(), atol=1e-5)
     assert np.all(enc[0, width:] == 0)
@@ -142,16 +184,30 @@ def test_state_encoding_sincos_and_minmax():
     enc2, width2 = proc2.encode_state(s)
     assert width2 == 3 + 9 + 1
     a = state["arm"].reshape(-1, 3)
-    np.testing.assert_allclose(enc2[0, :3], 2 * (s["arm"][0] - a.min(0)) / (a.max(0) - a.min(0)) - 1, atol=1e-6)
+    np.testing.assert_allclose(
+        enc2[0, :3], 2 * (s["arm"][0] - a.min(0)) / (a.max(0) - a.min(0)) - 1, atol=1e-6
+    )
 
 
 def test_minmax_constant_dim_and_clipping():
-    emb = EmbodimentConfig.from_dict({
-        "tag": "c", "projector_index": 0, "video": {"keys": ["v"]}, "language": {"keys": ["l"]},
-        "state": {"keys": ["s"]}, "action": {"horizon": 2, "groups": [{"key": "s"}]}})
+    emb = EmbodimentConfig.from_dict(
+        {
+            "tag": "c",
+            "projector_index": 0,
+            "video": {"keys": ["v"]},
+            "language": {"keys": ["l"]},
+            "state": {"keys": ["s"]},
+            "action": {"horizon": 2, "groups": [{"key": "s"}]},
+        }
+    )
     st = {"min": [0.0, 5.0], "max": [2.0, 5.0], "mean": [1, 5], "std": [1, 0], "q01": [0, 5], "q99": [2, 5]}
-    proc = StateActionProcessor(emb, {"state": {"s": st}, "action": {"s": st}}, max_state_dim=4,
-                                max_action_dim=4, max_action_horizon=2)
+    proc = StateActionProcessor(
+        emb,
+        {"state": {"s": st}, "action": {"s": st}},
+        max_state_dim=4,
+        max_action_dim=4,
+        max_action_horizon=2,
+    )
     enc, _ = proc.encode_state({"s": np.array([[1.0, 5.0], [3.0, 5.0], [-1.0, 7.0]])})
     np.testing.assert_array_equal(enc[:, :2], [[0, 0], [1, 0], [-1, 0]])
     act, _ = proc.encode_action({"s": np.array([[1.0, 5.0], [0.5, 5.0]])})
@@ -186,8 +242,10 @@ def test_errors_name_the_key():
         build(make_embodiment(), state, action, max_action_dim=8)
     with pytest.raises(ValueError, match="max_action_horizon is 3"):
         build(make_embodiment(), state, action, max_action_horizon=3)
-    stats = {"state": {k: stats_of(v) for k, v in state.items()},
-             "action": {k: stats_of(v) for k, v in action.items() if k != "gripper"}}
+    stats = {
+        "state": {k: stats_of(v) for k, v in state.items()},
+        "action": {k: stats_of(v) for k, v in action.items() if k != "gripper"},
+    }
     kw = dict(max_state_dim=32, max_action_dim=24, max_action_horizon=6)
     with pytest.raises(ValueError, match="missing statistics for action key 'gripper'"):
         StateActionProcessor(make_embodiment(), stats, {}, **kw)
@@ -201,8 +259,10 @@ def test_errors_name_the_key():
     with pytest.raises(ValueError, match="state key 'gripper' missing"):
         proc.encode_state({"arm": state["arm"][0], "eef": state["eef"][0]})
     with pytest.raises(ValueError, match="action key 'arm': expected shape"):
-        proc.encode_action({"arm": np.zeros((H, 2)), "eef": action["eef"][0], "gripper": action["gripper"][0]},
-                           {k: v[0] for k, v in state.items()})
+        proc.encode_action(
+            {"arm": np.zeros((H, 2)), "eef": action["eef"][0], "gripper": action["gripper"][0]},
+            {k: v[0] for k, v in state.items()},
+        )
     with pytest.raises(ValueError, match="raw state dict is required"):
         proc.decode_action(np.zeros((6, 24)))
 
@@ -220,10 +280,26 @@ def test_dict_round_trip_is_json_and_equivalent():
 
 def test_shipped_demo_embodiment_builds():
     emb = load_embodiment("new_embodiment")
-    st = lambda d: {"min": -np.ones(d), "max": np.ones(d), "mean": np.zeros(d), "std": np.ones(d),  # noqa: E731
-                    "q01": -np.ones(d), "q99": np.ones(d)}
+
+    def st(d):
+        return {
+            "min": -np.ones(d),
+            "max": np.ones(d),
+            "mean": np.zeros(d),
+            "std": np.ones(d),
+            "q01": -np.ones(d),
+            "q99": np.ones(d),
+        }
+
     rel = {"arm": {k: np.tile(v, (16, 1)) for k, v in st(6).items()}}
-    proc = StateActionProcessor(emb, {"state": {"arm": st(6), "gripper": st(1)}, "action": {"arm": st(6), "gripper": st(1)}},
-                                rel, max_state_dim=32, max_action_dim=32, max_action_horizon=16,
-                                apply_sincos=True, use_relative_action=True)
+    proc = StateActionProcessor(
+        emb,
+        {"state": {"arm": st(6), "gripper": st(1)}, "action": {"arm": st(6), "gripper": st(1)}},
+        rel,
+        max_state_dim=32,
+        max_action_dim=32,
+        max_action_horizon=16,
+        apply_sincos=True,
+        use_relative_action=True,
+    )
     assert proc.state_width == 13 and proc.action_width == 7

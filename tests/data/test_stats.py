@@ -27,8 +27,14 @@ H = 16
 
 
 def numpy_stats(x):
-    return {"mean": x.mean(0), "std": x.std(0), "min": x.min(0), "max": x.max(0),
-            "q01": np.quantile(x, 0.01, axis=0), "q99": np.quantile(x, 0.99, axis=0)}
+    return {
+        "mean": x.mean(0),
+        "std": x.std(0),
+        "min": x.min(0),
+        "max": x.max(0),
+        "q01": np.quantile(x, 0.01, axis=0),
+        "q99": np.quantile(x, 0.99, axis=0),
+    }
 
 
 def read_episodes(root):
@@ -41,8 +47,10 @@ def read_episodes(root):
     df = pd.concat(frames).sort_values(["episode_index", "frame_index"])
     out = {}
     for ep, g in df.groupby("episode_index"):
-        out[int(ep)] = (np.stack(g["observation.state"].to_numpy()).astype(np.float64),
-                        np.stack(g["action"].to_numpy()).astype(np.float64))
+        out[int(ep)] = (
+            np.stack(g["observation.state"].to_numpy()).astype(np.float64),
+            np.stack(g["action"].to_numpy()).astype(np.float64),
+        )
     return out
 
 
@@ -110,7 +118,9 @@ def check_against_numpy(root, episodes, horizon=H):
         for k, v in numpy_stats(values).items():
             np.testing.assert_allclose(stats[column][k], v, rtol=1e-6, atol=1e-7, err_msg=f"{column}.{k}")
         assert stats[column]["count"] == [len(values)]
-    chunks = [a[t : t + horizon, :6] - s[t, :6] for s, a in episodes.values() for t in range(len(a) - horizon + 1)]
+    chunks = [
+        a[t : t + horizon, :6] - s[t, :6] for s, a in episodes.values() for t in range(len(a) - horizon + 1)
+    ]
     chunks = np.stack(chunks)
     rel = json.loads((root / RELATIVE_STATS_FILE).read_text())
     assert rel["action_horizon"] == horizon and set(rel["stats"]) == {"arm"}
@@ -132,8 +142,15 @@ def test_demo_dataset_v3_stats_without_video(demo_dataset_v3, tmp_path):
 
 def test_generated_v21_dataset_with_short_episode(tmp_path):
     # one episode shorter than the horizon contributes to plain stats but not to relative stats
-    src = write_demo_dataset(tmp_path / "gen", version="v2.1", num_episodes=3, episode_length=[25, 9, 40],
-                             height=24, width=64, seed=3)
+    src = write_demo_dataset(
+        tmp_path / "gen",
+        version="v2.1",
+        num_episodes=3,
+        episode_length=[25, 9, 40],
+        height=24,
+        width=64,
+        seed=3,
+    )
     root = writable_copy(src, tmp_path)
     compute_and_write(root, "new_embodiment")
     check_against_numpy(root, read_episodes(root))
@@ -203,7 +220,9 @@ def test_ensure_stats_computes_once_and_others_wait(demo_dataset_v3, tmp_path):
 
     def rank(r):
         try:
-            results[r] = ensure_stats([root], "new_embodiment", is_main_process=(r == 0), barrier=barrier.wait)
+            results[r] = ensure_stats(
+                [root], "new_embodiment", is_main_process=(r == 0), barrier=barrier.wait
+            )
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -213,7 +232,9 @@ def test_ensure_stats_computes_once_and_others_wait(demo_dataset_v3, tmp_path):
     for t in threads:
         t.join()
     assert not errors, errors
-    np.testing.assert_array_equal(results[0][0]["state"]["arm"]["mean"], results[1][0]["state"]["arm"]["mean"])
+    np.testing.assert_array_equal(
+        results[0][0]["state"]["arm"]["mean"], results[1][0]["state"]["arm"]["mean"]
+    )
     mtime = (root / STATS_FILE).stat().st_mtime_ns
     ensure_stats([root], "new_embodiment")  # already there: nothing is rewritten
     assert (root / STATS_FILE).stat().st_mtime_ns == mtime

@@ -60,7 +60,9 @@ def test_segment_is_contiguous(coded_video, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tolerance(coded_video, backend):
     between = 10.5 / FPS
-    with pytest.raises(video.VideoDecodeError, match=r"\(episode 3, cam\): no frame within 0.0001s of t=1.050000s"):
+    with pytest.raises(
+        video.VideoDecodeError, match=r"\(episode 3, cam\): no frame within 0.0001s of t=1.050000s"
+    ):
         video.decode_frames(coded_video, [between], backend=backend, context="episode 3, cam")
     frames = video.decode_frames(coded_video, [10.4 / FPS], backend=backend, tolerance_s=0.5 / FPS)
     assert read_frame_code(frames[0])[1] == 10

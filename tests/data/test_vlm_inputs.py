@@ -140,7 +140,9 @@ def test_eagle_torch_resize_backend_is_the_default_and_close_to_pil(tok):
     exact = VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="pil")
     imgs = [_smooth_scene(256, 256), _smooth_scene(96, 128), _image(30, 243, 301), _smooth_scene(224, 224)]
     a, b = fast("x", imgs), exact("x", imgs)
-    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["spatial_shapes"], b["spatial_shapes"])
+    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(
+        a["spatial_shapes"], b["spatial_shapes"]
+    )
     assert torch.equal(a["pixel_attention_mask"], b["pixel_attention_mask"])
     for i, img in enumerate(imgs):
         size = fast.target_size(*img.shape[:2])
@@ -306,7 +308,12 @@ def test_cached_prompt_ids_equal_uncached(layout, request):
     fresh = pickle.loads(pickle.dumps(builder))  # pickling drops the cache
     assert len(fresh._prompt_cache) == 0
     shapes = [[(56, 84)], [(56, 84), (84, 56)], [(96, 128), (96, 128), (56, 56)], []]
-    for instruction in ["Pick up the RED apple, then stop!", "go", "image 2 <image 1> left", "Open the door."]:
+    for instruction in [
+        "Pick up the RED apple, then stop!",
+        "go",
+        "image 2 <image 1> left",
+        "Open the door.",
+    ]:
         for sizes in shapes:
             imgs = [_image(i, h, w) for i, (h, w) in enumerate(sizes)]
             counts = [fresh.num_image_tokens(h, w) for h, w in sizes]

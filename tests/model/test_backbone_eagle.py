@@ -254,7 +254,9 @@ def test_placeholder_check_causes_no_compile_graph_break(backbone, builder):
     s = builder.collate([builder("go", [])])
     assert not (s["input_ids"] == backbone.image_token_id).any()
     torch._dynamo.reset()
-    explained = torch._dynamo.explain(backbone.forward)(input_ids=s["input_ids"], attention_mask=s["attention_mask"])
+    explained = torch._dynamo.explain(backbone.forward)(
+        input_ids=s["input_ids"], attention_mask=s["attention_mask"]
+    )
     assert explained.graph_break_count == 0, [r.reason.splitlines()[0] for r in explained.break_reasons]
     assert explained.graph_count == 1
     eager = backbone(input_ids=s["input_ids"], attention_mask=s["attention_mask"])

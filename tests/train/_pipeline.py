@@ -41,7 +41,11 @@ def build_pipeline(data_dir: str | Path, model_seed: int = 0, **model_overrides:
     config = load_preset("n16_tiny", **model_overrides)
     stats, rel = load_stats(data_dir, EMBODIMENT)
     processor = Gr00tProcessor.from_config(
-        config, [(EMBODIMENT, stats, rel)], build_tiny_tokenizer(), ImageTransformConfig(size=IMAGE_SIZE), training=True
+        config,
+        [(EMBODIMENT, stats, rel)],
+        build_tiny_tokenizer(),
+        ImageTransformConfig(size=IMAGE_SIZE),
+        training=True,
     )
     dataset = MixtureDataset([Gr00tDataset(data_dir, EMBODIMENT)], transform=processor, seed=0)
     collator = Gr00tCollator(processor.tokenizer.pad_token_id)

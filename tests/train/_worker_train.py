@@ -70,7 +70,9 @@ def main() -> None:
         Path(a.run_dir).mkdir(parents=True, exist_ok=True)
         (Path(a.run_dir) / f"worker-{os.environ.get('RANK', '0')}.pid").write_text(str(os.getpid()))
 
-    model, dataset, collator, processor, stats = build_pipeline(a.data, **({"tune_llm": True} if a.tune_llm else {}))
+    model, dataset, collator, processor, stats = build_pipeline(
+        a.data, **({"tune_llm": True} if a.tune_llm else {})
+    )
     settings = TrainingSettings(
         max_steps=a.max_steps,
         per_device_batch_size=a.batch,

@@ -46,20 +46,34 @@ def worker_command(args: list[str], nproc: int = 1) -> list[str]:
     if nproc == 1:
         return [sys.executable, str(WORKER), *args]
     return [
-        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--nnodes=1",
-        "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), *args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={nproc}",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(WORKER),
+        *args,
     ]
 
 
-def run_worker(args: list[str], nproc: int = 1, timeout: float = 400) -> tuple[subprocess.CompletedProcess, dict | None]:
+def run_worker(
+    args: list[str], nproc: int = 1, timeout: float = 400
+) -> tuple[subprocess.CompletedProcess, dict | None]:
     """Run the worker to completion; returns the process and its RESULT_JSON (None if absent)."""
     proc = subprocess.run(
-        worker_command(args, nproc), env=worker_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout
+        worker_command(args, nproc),
+        env=worker_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     result = None
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT_JSON "):
-            result = json.loads(line[len("RESULT_JSON "):])
+            result = json.loads(line[len("RESULT_JSON ") :])
     return proc, result
 
 

@@ -24,8 +24,10 @@ def test_global_batch_is_split_over_processes():
     assert s["per_device_batch_size"] == 8
     assert "global_batch_size" not in s
     assert s["seed"] == 42 and s["preemption_signals"] == ["SIGTERM", "SIGUSR1"]
-    s2 = build.trainer_settings(_cfg("data=x", "trainer.global_batch_size=64", "trainer.gradient_accumulation_steps=4"),
-                                DistInfo(rank=0, world_size=2, local_rank=0))
+    s2 = build.trainer_settings(
+        _cfg("data=x", "trainer.global_batch_size=64", "trainer.gradient_accumulation_steps=4"),
+        DistInfo(rank=0, world_size=2, local_rank=0),
+    )
     assert s2["per_device_batch_size"] == 8
 
 
@@ -37,7 +39,10 @@ def test_indivisible_global_batch_is_an_error():
 
 def test_explicit_per_device_batch_wins():
     cfg = _cfg("data=x", "trainer.per_device_batch_size=3")
-    assert build.trainer_settings(cfg, DistInfo(rank=0, world_size=4, local_rank=0))["per_device_batch_size"] == 3
+    assert (
+        build.trainer_settings(cfg, DistInfo(rank=0, world_size=4, local_rank=0))["per_device_batch_size"]
+        == 3
+    )
 
 
 @pytest.mark.slow  # imports transformers + deepspeed (~10 s)
@@ -67,8 +72,11 @@ def test_cotraining_mixes_a_named_mixture(tmp_path, demo_dataset_v3):
     mixture = build.resolve_mixture(cfg, "new_embodiment", ONE)
     assert [round(e.weight, 6) for e in mixture.entries] == [0.75, 0.25]
     with pytest.raises(BuildError, match="cotrain.ratio=1.5"):
-        build.resolve_mixture(_cfg(f"data={demo_dataset_v3}", "cotrain.mixture=demo", "cotrain.ratio=1.5",
-                                   f"data_root={root}"), "new_embodiment", ONE)
+        build.resolve_mixture(
+            _cfg(f"data={demo_dataset_v3}", "cotrain.mixture=demo", "cotrain.ratio=1.5", f"data_root={root}"),
+            "new_embodiment",
+            ONE,
+        )
     with pytest.raises(BuildError, match="needs cotrain.mixture"):
         build.resolve_mixture(_cfg(f"data={demo_dataset_v3}", "cotrain.ratio=0.5"), "new_embodiment", ONE)
 
@@ -77,7 +85,9 @@ def test_missing_data_is_reported(tmp_path):
     with pytest.raises(BuildError, match="data=\\?\\?\\?"):
         build.resolve_mixture(_cfg(), "new_embodiment", ONE)
     with pytest.raises(BuildError, match="not found"):
-        build.resolve_mixture(_cfg("data=pretrain_n16", f"data_root={tmp_path}", recipe="pretrain_n16"), None, ONE)
+        build.resolve_mixture(
+            _cfg("data=pretrain_n16", f"data_root={tmp_path}", recipe="pretrain_n16"), None, ONE
+        )
 
 
 def test_data_demo_writes_the_demo_dataset_once(tmp_path, monkeypatch):

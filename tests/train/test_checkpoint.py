@@ -40,7 +40,11 @@ def test_latest_ignores_incomplete_and_orders_numerically(tmp_path: Path) -> Non
     _fake_written(tmp_path, 200)  # being written
     (tmp_path / "checkpoint-final").mkdir()  # not ours
     (tmp_path / "checkpoint-300").write_text("a file, not a folder")
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-9", "checkpoint-10"]
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == [
+        "checkpoint-2",
+        "checkpoint-9",
+        "checkpoint-10",
+    ]
     assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
     incomplete = {p.name for p in ckpt.incomplete_checkpoints(tmp_path)}
     assert incomplete == {"checkpoint-100", "checkpoint-200.tmp-4242"}
@@ -145,7 +149,11 @@ def test_resume_check_allows_training_only_changes(dropout_checkpoint: Path) -> 
     changed = ckpt.check_resume_compatible(
         dropout_checkpoint, _tiny(state_dropout_prob=0.3, tune_llm=True, tune_diffusion_model=False)
     )
-    assert changed == {"state_dropout_prob": (0.5, 0.3), "tune_llm": (False, True), "tune_diffusion_model": (True, False)}
+    assert changed == {
+        "state_dropout_prob": (0.5, 0.3),
+        "tune_llm": (False, True),
+        "tune_diffusion_model": (True, False),
+    }
 
 
 def test_resume_check_reads_sharded_weights(tmp_path: Path) -> None:

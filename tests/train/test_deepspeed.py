@@ -44,10 +44,28 @@ def fixed_batch_loss(data: Path, weights: Path | None) -> float:
 
 
 @pytest.mark.parametrize(("choice", "stage"), [("auto", 2), ("zero3", 3)])
-def test_two_process_deepspeed_lowers_loss_and_resumes(train_data: Path, tmp_path: Path, choice: str, stage: int) -> None:
+def test_two_process_deepspeed_lowers_loss_and_resumes(
+    train_data: Path, tmp_path: Path, choice: str, stage: int
+) -> None:
     steps = 80
-    args = ["--run-dir", str(tmp_path), "--data", str(train_data), "--deepspeed", choice, "--batch", "4", "--lr", "3e-3", "--scheduler", "constant",
-            "--warmup-ratio", "0", "--save-steps", str(steps // 2)]
+    args = [
+        "--run-dir",
+        str(tmp_path),
+        "--data",
+        str(train_data),
+        "--deepspeed",
+        choice,
+        "--batch",
+        "4",
+        "--lr",
+        "3e-3",
+        "--scheduler",
+        "constant",
+        "--warmup-ratio",
+        "0",
+        "--save-steps",
+        str(steps // 2),
+    ]
     proc, result = run_worker([*args, "--max-steps", str(steps)], nproc=2)
     assert proc.returncode == 0 and result is not None, describe(proc)
     assert f"DeepSpeed ZeRO-{stage}" in proc.stdout
@@ -55,8 +73,16 @@ def test_two_process_deepspeed_lowers_loss_and_resumes(train_data: Path, tmp_pat
     assert result["global_step"] == steps and result["global_batch_size"] == 8
     final = tmp_path / f"checkpoint-{steps}"
     assert ckpt.is_complete(final)
-    for name in (f"global_step{steps}", "latest", "rng_state_0.pth", "rng_state_1.pth", "model.safetensors",
-                 "scheduler.pt", "processor_config.json", "data_state.json"):
+    for name in (
+        f"global_step{steps}",
+        "latest",
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+        "model.safetensors",
+        "scheduler.pt",
+        "processor_config.json",
+        "data_state.json",
+    ):
         assert (final / name).exists(), f"{final} lacks {name}"
     assert (final / "latest").read_text().strip() == f"global_step{steps}"
     assert json.loads((final / "data_state.json").read_text())["consumed"] == steps * 8
@@ -79,19 +105,35 @@ def test_two_process_deepspeed_lowers_loss_and_resumes(train_data: Path, tmp_pat
 
 
 def test_deepspeed_refuses_resume_with_other_trainable_parameters(train_data: Path, tmp_path: Path) -> None:
-    args = ["--run-dir", str(tmp_path), "--data", str(train_data), "--deepspeed", "zero2", "--batch", "2",
-            "--max-steps", "1", "--save-steps", "1"]
+    args = [
+        "--run-dir",
+        str(tmp_path),
+        "--data",
+        str(train_data),
+        "--deepspeed",
+        "zero2",
+        "--batch",
+        "2",
+        "--max-steps",
+        "1",
+        "--save-steps",
+        "1",
+    ]
     proc, result = run_worker(args, nproc=2)
     assert proc.returncode == 0 and result is not None, describe(proc)
     names = json.loads((tmp_path / "checkpoint-1" / ckpt.OPTIMIZER_PARAMS_NAME).read_text())["param_groups"]
     stored = {n for g in names for n in g["params"]}
-    assert stored and not any(".language_model.model.layers.0." in n for n in stored)  # frozen lower LLM layer
+    assert stored and not any(
+        ".language_model.model.layers.0." in n for n in stored
+    )  # frozen lower LLM layer
     # Same parameters, other trainable set (the whole LLM): DeepSpeed's engine state cannot follow.
     refused, _ = run_worker([*args, "--max-steps", "2", "--tune-llm"], nproc=2)
     assert refused.returncode != 0, describe(refused)
     assert "ResumeMismatchError" in refused.stderr, describe(refused)
-    assert "under DeepSpeed with other trainable parameters (the optimiser's parameters changed: now also " \
-           "trains backbone.model.language_model" in refused.stderr, describe(refused)
+    assert (
+        "under DeepSpeed with other trainable parameters (the optimiser's parameters changed: now also "
+        "trains backbone.model.language_model" in refused.stderr
+    ), describe(refused)
     assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1"  # nothing was written
 
 
@@ -101,11 +143,15 @@ def preempt_one_rank(args: list[str], run_dir: Path, after_step: int) -> int:
     for old in run_dir.glob("worker-*.pid"):
         old.unlink()
     cmd = worker_command([*args, "--max-steps", "100000", "--step-sleep", "0.3", "--write-pid"], nproc=2)
-    proc = subprocess.Popen(cmd, env=worker_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=worker_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if (run_dir / "worker-1.pid").exists() and any(r.get("step", 0) > after_step for r in logged(run_dir)):
+            if (run_dir / "worker-1.pid").exists() and any(
+                r.get("step", 0) > after_step for r in logged(run_dir)
+            ):
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "torchrun ended before it could be signalled"
@@ -116,8 +162,11 @@ def preempt_one_rank(args: list[str], run_dir: Path, after_step: int) -> int:
             proc.kill()
     done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     assert proc.returncode != 0, describe(done)  # torchrun reports the workers' requeue exit as a failure
-    assert f"exitcode  : {REQUEUE_EXIT_CODE}" in err or f"exit code {REQUEUE_EXIT_CODE}" in err or \
-        str(REQUEUE_EXIT_CODE) in err, describe(done)
+    assert (
+        f"exitcode  : {REQUEUE_EXIT_CODE}" in err
+        or f"exit code {REQUEUE_EXIT_CODE}" in err
+        or str(REQUEUE_EXIT_CODE) in err
+    ), describe(done)
     marker = json.loads((run_dir / ckpt.PREEMPTED_MARKER).read_text())
     step = marker["step"]
     assert step > after_step and marker["signal"] == "peer"  # rank 0 learned it from rank 1

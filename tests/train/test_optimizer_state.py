@@ -90,9 +90,18 @@ def _train(run_dir: Path, trained: str, max_steps: int, callbacks=None):
     torch.manual_seed(0)
     model = PairModel(PairConfig(trained=trained))
     settings = TrainingSettings(
-        max_steps=max_steps, per_device_batch_size=4, save_steps=2, logging_steps=1, learning_rate=1e-2,
-        weight_decay=0.01, warmup_ratio=0.0, dataloader_num_workers=0, wandb_mode="disabled",
-        progress_bar=False, seed=1, deepspeed="none",
+        max_steps=max_steps,
+        per_device_batch_size=4,
+        save_steps=2,
+        logging_steps=1,
+        learning_rate=1e-2,
+        weight_decay=0.01,
+        warmup_ratio=0.0,
+        dataloader_num_workers=0,
+        wandb_mode="disabled",
+        progress_bar=False,
+        seed=1,
+        deepspeed="none",
     )
     return run_training(model, _data(), _collate, settings, run_dir, callbacks=callbacks)
 
@@ -144,7 +153,10 @@ def test_same_shapes_other_names_start_fresh_unchanged_restore_exactly(
         capture = _resume(first_run, tmp_path / "other", "second")
     assert capture.shape_check is None, "shapes alone would have let the old moments through"
     assert capture.state == {}, f"stored moments were loaded onto {sorted(capture.state or {})}"
-    assert "fresh optimiser moments: the optimiser's parameters changed: now also trains second.bias" in caplog.text
+    assert (
+        "fresh optimiser moments: the optimiser's parameters changed: now also trains second.bias"
+        in caplog.text
+    )
     assert "no longer trains first.bias, first.weight" in caplog.text
     after = _saved_moments(tmp_path / "other" / "checkpoint-3")
     assert set(after) == {"second.weight", "second.bias"}
@@ -160,8 +172,9 @@ def test_same_shapes_other_names_start_fresh_unchanged_restore_exactly(
     with caplog.at_level("WARNING", logger="gr00t.train.trainer"):
         capture = _resume(legacy, tmp_path / "legacy", "first")
     assert "fresh optimiser moments" not in caplog.text
-    assert capture.state is not None and torch.equal(capture.state["first.weight"]["exp_avg"],
-                                                      moments["first.weight"]["exp_avg"])
+    assert capture.state is not None and torch.equal(
+        capture.state["first.weight"]["exp_avg"], moments["first.weight"]["exp_avg"]
+    )
 
 
 def test_names_difference_and_file_validation(tmp_path: Path) -> None:

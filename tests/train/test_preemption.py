@@ -47,10 +47,28 @@ def test_sigusr1_checkpoints_and_exits_with_requeue_code(train_data, tmp_path) -
 
     from gr00t.train import checkpoint as ckpt
 
-    args = ["--run-dir", str(tmp_path), "--data", str(train_data), "--max-steps", "500", "--save-steps", "1000", "--batch", "2",
-            "--step-sleep", "0.2"]
-    proc = subprocess.Popen(worker_command(args), env=worker_env(), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        "--run-dir",
+        str(tmp_path),
+        "--data",
+        str(train_data),
+        "--max-steps",
+        "500",
+        "--save-steps",
+        "1000",
+        "--batch",
+        "2",
+        "--step-sleep",
+        "0.2",
+    ]
+    proc = subprocess.Popen(
+        worker_command(args),
+        env=worker_env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -75,8 +93,20 @@ def test_sigusr1_checkpoints_and_exits_with_requeue_code(train_data, tmp_path) -
     assert "RESULT_JSON" not in out  # exited before returning
 
     # The requeued job resumes from there and clears the marker.
-    rerun, result = run_worker(["--run-dir", str(tmp_path), "--data", str(train_data), "--max-steps", str(step + 2), "--save-steps", "1000",
-                                "--batch", "2"])
+    rerun, result = run_worker(
+        [
+            "--run-dir",
+            str(tmp_path),
+            "--data",
+            str(train_data),
+            "--max-steps",
+            str(step + 2),
+            "--save-steps",
+            "1000",
+            "--batch",
+            "2",
+        ]
+    )
     assert rerun.returncode == 0 and result is not None, describe(rerun)
     assert result["resumed_from"] == str(latest) and result["global_step"] == step + 2
     assert not (tmp_path / ckpt.PREEMPTED_MARKER).exists()

@@ -99,9 +99,19 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
     def start(self) -> None:
         r = self.root
         self.write_config()
-        self._spawn(["munged", "-F", "--force", f"--socket={r}/run/munge.sock", f"--key-file={r}/munge.key",
-                     f"--log-file={r}/log/munged.log", f"--pid-file={r}/run/munged.pid",
-                     f"--seed-file={r}/run/munged.seed"], "munged")
+        self._spawn(
+            [
+                "munged",
+                "-F",
+                "--force",
+                f"--socket={r}/run/munge.sock",
+                f"--key-file={r}/munge.key",
+                f"--log-file={r}/log/munged.log",
+                f"--pid-file={r}/run/munged.pid",
+                f"--seed-file={r}/run/munged.seed",
+            ],
+            "munged",
+        )
         self._wait_for(lambda: (r / "run" / "munge.sock").exists(), "munged socket")
         self._spawn(["slurmctld", "-D", "-i", "-f", str(self.conf)], "slurmctld")
         self._wait_for(lambda: self.run(["scontrol", "ping"], check=False).returncode == 0, "slurmctld")
@@ -121,8 +131,10 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         while time.monotonic() < deadline:
             for p in self.procs:
                 if p.poll() is not None:
-                    raise RuntimeError(f"{p.args[0]} exited with {p.returncode} while waiting for {what}; "
-                                       f"logs: {self.logs()}")
+                    raise RuntimeError(
+                        f"{p.args[0]} exited with {p.returncode} while waiting for {what}; "
+                        f"logs: {self.logs()}"
+                    )
             if predicate():
                 return
             time.sleep(0.5)
@@ -191,16 +203,38 @@ def test_sbatch_preempt_requeue_resume(slurm, tmp_path, demo_dataset_v3):
     job_name = "gr00t-slurm-test"
     run_dir = work / "runs" / job_name
     max_steps = 60
-    env_exports = ",".join([
-        "ALL", "NPROC_PER_NODE=1", f"GR00T_REPO={REPO_ROOT}", "OMP_NUM_THREADS=1", "HF_HUB_OFFLINE=1",
-        "WANDB_MODE=disabled",
-    ])
+    env_exports = ",".join(
+        [
+            "ALL",
+            "NPROC_PER_NODE=1",
+            f"GR00T_REPO={REPO_ROOT}",
+            "OMP_NUM_THREADS=1",
+            "HF_HUB_OFFLINE=1",
+            "WANDB_MODE=disabled",
+        ]
+    )
     submit = slurm.run(
-        ["sbatch", "--parsable", f"--job-name={job_name}", "--nodes=1", "--ntasks=2", "--ntasks-per-node=2",
-         "--cpus-per-task=1", f"--export={env_exports}", str(REPO_ROOT / "launch/slurm/multi_node.sbatch"),
-         "gr00t-finetune", "embodiment=new_embodiment", f"data={data}", "model=n16_tiny", "trainer=demo",
-         f"trainer.max_steps={max_steps}", "trainer.save_steps=1000", "trainer.logging_steps=1",
-         "trainer.global_batch_size=2", "trainer.deepspeed=none"],
+        [
+            "sbatch",
+            "--parsable",
+            f"--job-name={job_name}",
+            "--nodes=1",
+            "--ntasks=2",
+            "--ntasks-per-node=2",
+            "--cpus-per-task=1",
+            f"--export={env_exports}",
+            str(REPO_ROOT / "launch/slurm/multi_node.sbatch"),
+            "gr00t-finetune",
+            "embodiment=new_embodiment",
+            f"data={data}",
+            "model=n16_tiny",
+            "trainer=demo",
+            f"trainer.max_steps={max_steps}",
+            "trainer.save_steps=1000",
+            "trainer.logging_steps=1",
+            "trainer.global_batch_size=2",
+            "trainer.deepspeed=none",
+        ],
         cwd=work,
     )
     job_id = submit.stdout.strip().split(";")[0]
@@ -211,9 +245,14 @@ def test_sbatch_preempt_requeue_resume(slurm, tmp_path, demo_dataset_v3):
     deadline = time.monotonic() + 400
     while not (metrics.is_file() and metrics.read_text().strip()):
         state = slurm.job_field(job_id, "JobState")
-        assert state in ("PENDING", "RUNNING", "CONFIGURING"), f"job {state} before training started:\n" + (
-            log.read_text() if log.exists() else "") + slurm.logs()
-        assert time.monotonic() < deadline, "training did not start:\n" + (log.read_text() if log.exists() else "")
+        assert state in ("PENDING", "RUNNING", "CONFIGURING"), (
+            f"job {state} before training started:\n"
+            + (log.read_text() if log.exists() else "")
+            + slurm.logs()
+        )
+        assert time.monotonic() < deadline, "training did not start:\n" + (
+            log.read_text() if log.exists() else ""
+        )
         time.sleep(0.5)
     slurm.run(["scancel", "--batch", "--signal=USR1", job_id])
 
@@ -245,12 +284,27 @@ def test_single_node_template_runs_two_workers(slurm, tmp_path, demo_dataset_v3)
     (work / "logs").mkdir(parents=True)
     data = tmp_path / "data"
     shutil.copytree(demo_dataset_v3, data)
-    exports = ",".join(["ALL", "NPROC_PER_NODE=2", f"GR00T_REPO={REPO_ROOT}", "HF_HUB_OFFLINE=1", "WANDB_MODE=disabled"])
+    exports = ",".join(
+        ["ALL", "NPROC_PER_NODE=2", f"GR00T_REPO={REPO_ROOT}", "HF_HUB_OFFLINE=1", "WANDB_MODE=disabled"]
+    )
     submit = slurm.run(
-        ["sbatch", "--parsable", "--job-name=single", "--cpus-per-task=2", f"--export={exports}",
-         str(REPO_ROOT / "launch/slurm/single_node.sbatch"),
-         "gr00t-finetune", "embodiment=new_embodiment", f"data={data}", "model=n16_tiny", "trainer.max_steps=3",
-         "trainer.save_steps=3", "trainer.logging_steps=1", "trainer.global_batch_size=2", "trainer.deepspeed=none"],
+        [
+            "sbatch",
+            "--parsable",
+            "--job-name=single",
+            "--cpus-per-task=2",
+            f"--export={exports}",
+            str(REPO_ROOT / "launch/slurm/single_node.sbatch"),
+            "gr00t-finetune",
+            "embodiment=new_embodiment",
+            f"data={data}",
+            "model=n16_tiny",
+            "trainer.max_steps=3",
+            "trainer.save_steps=3",
+            "trainer.logging_steps=1",
+            "trainer.global_batch_size=2",
+            "trainer.deepspeed=none",
+        ],
         cwd=work,
     )
     job_id = submit.stdout.strip().split(";")[0]

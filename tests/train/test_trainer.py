@@ -23,13 +23,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _pipeline import build_pipeline  # noqa: E402
 from conftest import assert_same_weights, describe, logged, run_worker  # noqa: E402
 
-STEP_KEYS = {"loss", "learning_rate", "grad_norm", "samples_per_s", "data_wait_s", "peak_mem_mb", "step_time_s"}
+STEP_KEYS = {
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "samples_per_s",
+    "data_wait_s",
+    "peak_mem_mb",
+    "step_time_s",
+}
 
 
 def _settings(**kw) -> TrainingSettings:
     base = dict(
-        max_steps=2, per_device_batch_size=2, save_steps=2, logging_steps=1, dataloader_num_workers=0,
-        wandb_mode="disabled", progress_bar=False, seed=3, learning_rate=1e-3, weight_decay=0.01,
+        max_steps=2,
+        per_device_batch_size=2,
+        save_steps=2,
+        logging_steps=1,
+        dataloader_num_workers=0,
+        wandb_mode="disabled",
+        progress_bar=False,
+        seed=3,
+        learning_rate=1e-3,
+        weight_decay=0.01,
     )
     base.update(kw)
     return TrainingSettings(**base)
@@ -38,8 +54,15 @@ def _settings(**kw) -> TrainingSettings:
 def _train(data: Path, run_dir: Path, **kw):
     model, dataset, collator, processor, stats = build_pipeline(data)
     result = run_training(
-        model, dataset, collator, _settings(**kw), run_dir, processor=processor, statistics=stats,
-        embodiment_map=processor.embodiment_id_map(), experiment_config="trainer:\n  max_steps: 2\n",
+        model,
+        dataset,
+        collator,
+        _settings(**kw),
+        run_dir,
+        processor=processor,
+        statistics=stats,
+        embodiment_map=processor.embodiment_id_map(),
+        experiment_config="trainer:\n  max_steps: 2\n",
     )
     return model, result
 
@@ -51,9 +74,20 @@ def test_run_writes_complete_loadable_checkpoint(train_data: Path, tmp_path: Pat
     assert result.global_step == 2 and result.last_checkpoint == final and result.resumed_from is None
     assert result.global_batch_size == 2 and not result.preempted
     for name in (
-        "COMPLETE", "config.json", "model.safetensors", "processor_config.json", "tokenizer", "statistics.json",
-        "embodiment_map.json", "experiment_config.yaml", "training_settings.json", "data_state.json",
-        "optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json",
+        "COMPLETE",
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer",
+        "statistics.json",
+        "embodiment_map.json",
+        "experiment_config.yaml",
+        "training_settings.json",
+        "data_state.json",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pth",
+        "trainer_state.json",
     ):
         assert (final / name).exists(), f"checkpoint lacks {name}"
     assert not list(tmp_path.glob("*.tmp-*"))
@@ -67,7 +101,9 @@ def test_run_writes_complete_loadable_checkpoint(train_data: Path, tmp_path: Pat
     proc = Gr00tProcessor.from_pretrained(str(final))
     assert proc.embodiment_id_map() == {"new_embodiment": 10}
     assert json.loads((final / "embodiment_map.json").read_text()) == {"new_embodiment": 10}
-    assert json.loads((final / "statistics.json").read_text())["new_embodiment"]["stats"]["state"]["arm"]["mean"]
+    assert json.loads((final / "statistics.json").read_text())["new_embodiment"]["stats"]["state"]["arm"][
+        "mean"
+    ]
     assert "max_steps: 2" in (final / "experiment_config.yaml").read_text()
     data_state = json.loads((final / "data_state.json").read_text())
     assert data_state["consumed"] == 4 and data_state["global_step"] == 2  # 2 steps x batch 2
@@ -155,7 +191,8 @@ def test_resume_after_sigkill_is_exact(reference_run: Path, train_data: Path, tm
     assert result["resumed_from"] == str(tmp_path / "checkpoint-4") and result["global_step"] == 6
     # save_total_limit=2 rotated checkpoint-2 (written by the killed run) away.
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint")) == [
-        "checkpoint-4", "checkpoint-6",
+        "checkpoint-4",
+        "checkpoint-6",
     ]
     n = assert_same_weights(reference_run / "checkpoint-6", tmp_path / "checkpoint-6")
     assert n > 50
@@ -170,7 +207,9 @@ def test_resume_after_sigkill_is_exact(reference_run: Path, train_data: Path, tm
 
 
 @pytest.mark.slow
-def test_kill_during_checkpoint_write_keeps_previous(reference_run: Path, train_data: Path, tmp_path: Path) -> None:
+def test_kill_during_checkpoint_write_keeps_previous(
+    reference_run: Path, train_data: Path, tmp_path: Path
+) -> None:
     common = ["--data", str(train_data), *COMMON]
     crashed, _ = run_worker(["--run-dir", str(tmp_path), *common, "--kill-during-save", "4"])
     assert crashed.returncode == -9, describe(crashed)
@@ -201,7 +240,9 @@ def _fixed_loss_and_grads(model: Gr00tN16Model, batch: dict) -> tuple[float, dic
     torch.manual_seed(5)  # DiT dropout draws
     loss = model(noise=noise, t=t, **batch).loss
     loss.backward()
-    return float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
 
 
 @pytest.mark.slow
@@ -219,9 +260,11 @@ def test_gradient_checkpointing_recomputes_and_keeps_gradients(train_data: Path)
     calls = {"llm": 0, "dit": 0}
     hooks = [
         model.backbone.model.language_model.model.layers[1].mlp.register_forward_pre_hook(
-            lambda *a: calls.__setitem__("llm", calls["llm"] + 1)),
+            lambda *a: calls.__setitem__("llm", calls["llm"] + 1)
+        ),
         model.action_head.model.transformer_blocks[0].ff.register_forward_pre_hook(
-            lambda *a: calls.__setitem__("dit", calls["dit"] + 1)),
+            lambda *a: calls.__setitem__("dit", calls["dit"] + 1)
+        ),
     ]
     loss, grads = _fixed_loss_and_grads(model, batch)
     for h in hooks:
@@ -236,7 +279,9 @@ def test_gradient_checkpointing_recomputes_and_keeps_gradients(train_data: Path)
 @pytest.mark.slow
 def test_lora_trains_adapters_only_and_resumes(train_data: Path, tmp_path: Path) -> None:
     model, dataset, collator, processor, _ = build_pipeline(train_data)
-    head_trainable = {n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")}
+    head_trainable = {
+        n for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")
+    }
     settings = _settings(lora_rank=4, max_steps=2)
     result = run_training(model, dataset, collator, settings, tmp_path, processor=processor)
     assert result.global_step == 2
@@ -250,8 +295,9 @@ def test_lora_trains_adapters_only_and_resumes(train_data: Path, tmp_path: Path)
     assert any(not torch.all(saved[k] == 0) for k in saved if ".lora_B." in k), "lora_B never updated"
     # Resume into a fresh LoRA model from the LoRA checkpoint.
     model2, dataset2, collator2, processor2, _ = build_pipeline(train_data)
-    result2 = run_training(model2, dataset2, collator2, _settings(lora_rank=4, max_steps=3), tmp_path,
-                           processor=processor2)
+    result2 = run_training(
+        model2, dataset2, collator2, _settings(lora_rank=4, max_steps=3), tmp_path, processor=processor2
+    )
     assert result2.resumed_from == tmp_path / "checkpoint-2" and result2.global_step == 3
 
 
@@ -275,19 +321,30 @@ def test_resume_refuses_changed_architecture_but_allows_training_switches(
     train_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.5)
-    run_training(model, dataset, collator, _settings(max_steps=1, save_steps=1), tmp_path, processor=processor)
+    run_training(
+        model, dataset, collator, _settings(max_steps=1, save_steps=1), tmp_path, processor=processor
+    )
     first = tmp_path / "checkpoint-1"
     assert "action_head.mask_token" in load_file(str(first / "model.safetensors"))
     # No state dropout → no mask_token: refused up front with the field and the checkpoint named.
     model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.0)
-    with pytest.raises(ckpt.ResumeMismatchError, match=r"(?s)cannot resume from .*checkpoint-1.*"
-                                                        r"state_dropout_prob: 0\.5 -> 0\.0.*mask_token.*resume=false"):
-        run_training(model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path, processor=processor)
+    with pytest.raises(
+        ckpt.ResumeMismatchError,
+        match=r"(?s)cannot resume from .*checkpoint-1.*"
+        r"state_dropout_prob: 0\.5 -> 0\.0.*mask_token.*resume=false",
+    ):
+        run_training(
+            model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path, processor=processor
+        )
     assert ckpt.latest_checkpoint(tmp_path) == first  # nothing was touched
     # Same parameters, other training-only settings: resumes (another trainable set → fresh AdamW moments).
     model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.3, tune_llm=True)
     with caplog.at_level("WARNING", logger="gr00t.train.trainer"):
-        result = run_training(model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path,
-                              processor=processor)
+        result = run_training(
+            model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path, processor=processor
+        )
     assert result.resumed_from == first and result.global_step == 2
-    assert "fresh optimiser moments: the optimiser's parameters changed: now also trains backbone." in caplog.text
+    assert (
+        "fresh optimiser moments: the optimiser's parameters changed: now also trains backbone."
+        in caplog.text
+    )

@@ -80,7 +80,11 @@ def column_to_numpy(column: pa.ChunkedArray | pa.Array, where: str) -> np.ndarra
         raise LeRobotFormatError(f"{where}: {column.null_count} null value(s)")
     shape = [len(column)]
     arr = column
-    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+    while (
+        pa.types.is_list(arr.type)
+        or pa.types.is_large_list(arr.type)
+        or pa.types.is_fixed_size_list(arr.type)
+    ):
         if pa.types.is_fixed_size_list(arr.type):
             width = arr.type.list_size
         else:
@@ -127,7 +131,9 @@ class LeRobotReader(ABC):
         self._episodes: dict[int, EpisodeRecord] = {}
         for rec in records:
             if rec.episode_index in self._episodes:
-                raise LeRobotFormatError(f"{self._episodes_source()}: episode {rec.episode_index} listed twice")
+                raise LeRobotFormatError(
+                    f"{self._episodes_source()}: episode {rec.episode_index} listed twice"
+                )
             if rec.length < 0:
                 raise LeRobotFormatError(
                     f"{self._episodes_source()}: episode {rec.episode_index} has negative length {rec.length}"
@@ -240,8 +246,11 @@ class LeRobotReader(ABC):
         ep = self.episode(episode).episode_index
         path = self.data_path(ep)
         if columns is None:
-            columns = [c for c in self._file_columns(path)
-                       if c in self.features and self.features[c].get("dtype") not in ("video", "image")]
+            columns = [
+                c
+                for c in self._file_columns(path)
+                if c in self.features and self.features[c].get("dtype") not in ("video", "image")
+            ]
         start, stop = self._episode_rows(ep)
         out = {}
         arrays = self._read_columns(path, list(columns), episode=ep)
@@ -279,7 +288,9 @@ class LeRobotReader(ABC):
         available = self._file_columns(path)
         absent = [c for c in missing if c not in available]
         if absent:
-            raise KeyError(f"{path}: episode {episode}: column(s) {absent} not in the file; it has {available}")
+            raise KeyError(
+                f"{path}: episode {episode}: column(s) {absent} not in the file; it has {available}"
+            )
         try:
             table = pq.read_table(path, columns=missing)
         except (pa.ArrowInvalid, OSError) as err:
@@ -308,8 +319,11 @@ class LeRobotReader(ABC):
                 f"{idx[(idx < 0) | (idx >= ep.length)].tolist()[:5]} are out of range"
             )
         key = video_key if video_key is not None else (self.video_keys[0] if self.video_keys else None)
-        offset = (self.video_location(ep.episode_index, key)[1]
-                  if key is not None and key not in self.image_keys else 0.0)
+        offset = (
+            self.video_location(ep.episode_index, key)[1]
+            if key is not None and key not in self.image_keys
+            else 0.0
+        )
         if "timestamp" in self.features:
             ts = self.episode_data(ep.episode_index, ["timestamp"])["timestamp"].astype(np.float64)
             ts = ts.reshape(len(ts), -1)[:, 0]
@@ -328,8 +342,10 @@ class LeRobotReader(ABC):
                 f"mp4): it has no video file; read it with decode_frames/decode_segment"
             )
         if video_key not in self.video_keys:
-            raise KeyError(f"{self.root}: no video feature {video_key!r}; video features: {self.video_keys}"
-                           + (f", image features: {self.image_keys}" if self.image_keys else ""))
+            raise KeyError(
+                f"{self.root}: no video feature {video_key!r}; video features: {self.video_keys}"
+                + (f", image features: {self.image_keys}" if self.image_keys else "")
+            )
 
     def decode_images(self, episode: int, image_key: str, indices) -> np.ndarray:
         """Frames `indices` of an image feature (PNG/JPEG bytes in the parquet rows) → uint8 [T, H, W, 3]."""
@@ -356,7 +372,9 @@ class LeRobotReader(ABC):
                 file = Path(cell["path"])
                 file = file if file.is_absolute() else self.root / file
                 if not file.is_file():
-                    raise video_lib.VideoDecodeError(f"{where}: no embedded image bytes and {file} does not exist")
+                    raise video_lib.VideoDecodeError(
+                        f"{where}: no embedded image bytes and {file} does not exist"
+                    )
                 data = file.read_bytes()
             if not isinstance(data, (bytes, bytearray)):
                 raise video_lib.VideoDecodeError(f"{where}: expected image bytes, got {type(data).__name__}")
@@ -367,19 +385,33 @@ class LeRobotReader(ABC):
                 raise video_lib.VideoDecodeError(f"{where}: cannot decode image: {err}") from err
         return np.stack(out)
 
-    def decode_frames(self, episode: int, video_key: str, indices, backend: str = "auto",
-                      tolerance_s: float = video_lib.DEFAULT_TOLERANCE_S) -> np.ndarray:
+    def decode_frames(
+        self,
+        episode: int,
+        video_key: str,
+        indices,
+        backend: str = "auto",
+        tolerance_s: float = video_lib.DEFAULT_TOLERANCE_S,
+    ) -> np.ndarray:
         """Frames `indices` of one episode's camera → uint8 [T, H, W, 3] (mp4 videos or image features)."""
         if video_key in self.image_keys:
             return self.decode_images(episode, video_key, indices)
         self._check_video_key(video_key)
         path, _ = self.video_location(episode, video_key)
         ts = self.frame_timestamps(episode, indices, video_key)
-        return video_lib.decode_frames(path, ts, backend=backend, tolerance_s=tolerance_s,
-                                       context=f"episode {episode}, {video_key}")
+        return video_lib.decode_frames(
+            path, ts, backend=backend, tolerance_s=tolerance_s, context=f"episode {episode}, {video_key}"
+        )
 
-    def decode_segment(self, episode: int, video_key: str, start: int, stop: int, backend: str = "auto",
-                       tolerance_s: float = video_lib.DEFAULT_TOLERANCE_S) -> np.ndarray:
+    def decode_segment(
+        self,
+        episode: int,
+        video_key: str,
+        start: int,
+        stop: int,
+        backend: str = "auto",
+        tolerance_s: float = video_lib.DEFAULT_TOLERANCE_S,
+    ) -> np.ndarray:
         """Consecutive frames [start, stop) of one episode's camera, decoded sequentially."""
         if not 0 <= start < stop <= self.episode_length(episode):
             raise IndexError(
@@ -390,10 +422,19 @@ class LeRobotReader(ABC):
         self._check_video_key(video_key)
         path, _ = self.video_location(episode, video_key)
         t0 = self.frame_timestamps(episode, [start], video_key)[0]
-        return video_lib.decode_segment(path, t0, stop - start, backend=backend, tolerance_s=tolerance_s,
-                                        context=f"episode {episode}, {video_key}")
+        return video_lib.decode_segment(
+            path,
+            t0,
+            stop - start,
+            backend=backend,
+            tolerance_s=tolerance_s,
+            context=f"episode {episode}, {video_key}",
+        )
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, version={self.version!r}, "
-                f"episodes={self.num_episodes}, frames={self.total_frames}, videos={self.video_keys}"
-                + (f", images={self.image_keys}" if self.image_keys else "") + ")")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, version={self.version!r}, "
+            f"episodes={self.num_episodes}, frames={self.total_frames}, videos={self.video_keys}"
+            + (f", images={self.image_keys}" if self.image_keys else "")
+            + ")"
+        )

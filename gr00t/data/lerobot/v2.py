@@ -40,8 +40,13 @@ class LeRobotV2Reader(LeRobotReader):
             if "episode_index" not in row or "length" not in row:
                 raise LeRobotFormatError(f"{path}: every line needs 'episode_index' and 'length', got {row}")
             tasks = row.get("tasks", [])
-            records.append(EpisodeRecord(int(row["episode_index"]), int(row["length"]),
-                                         [str(t) for t in (tasks if isinstance(tasks, list) else [tasks])]))
+            records.append(
+                EpisodeRecord(
+                    int(row["episode_index"]),
+                    int(row["length"]),
+                    [str(t) for t in (tasks if isinstance(tasks, list) else [tasks])],
+                )
+            )
         return records
 
     @property
@@ -90,6 +95,7 @@ class LeRobotV2Reader(LeRobotReader):
     def video_location(self, episode: int, video_key: str) -> tuple[Path, float]:
         ep = self.episode(episode).episode_index
         self._check_video_key(video_key)
-        path = self._format("video_path", episode_chunk=ep // self.chunks_size, video_key=video_key,
-                            episode_index=ep)
+        path = self._format(
+            "video_path", episode_chunk=ep // self.chunks_size, video_key=video_key, episode_index=ep
+        )
         return path, 0.0

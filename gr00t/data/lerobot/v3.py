@@ -49,7 +49,9 @@ class LeRobotV3Reader(LeRobotReader):
         folder = self.root / EPISODES_DIR
         files = sorted(folder.glob("*/*.parquet"))
         if not files:
-            raise FileNotFoundError(f"{folder}: no episode metadata files (expected chunk-XXX/file-XXX.parquet)")
+            raise FileNotFoundError(
+                f"{folder}: no episode metadata files (expected chunk-XXX/file-XXX.parquet)"
+            )
         records = []
         for path in files:
             try:
@@ -60,8 +62,11 @@ class LeRobotV3Reader(LeRobotReader):
                 raise LeRobotFormatError(f"{path}: unreadable parquet file: {err}") from err
             missing = [c for c in REQUIRED_EPISODE_COLUMNS if c not in wanted]
             for key in self.video_keys:
-                missing += [f"videos/{key}/{c}" for c in ("chunk_index", "file_index", "from_timestamp")
-                            if f"videos/{key}/{c}" not in wanted]
+                missing += [
+                    f"videos/{key}/{c}"
+                    for c in ("chunk_index", "file_index", "from_timestamp")
+                    if f"videos/{key}/{c}" not in wanted
+                ]
             if missing:
                 raise LeRobotFormatError(f"{path}: required column(s) {missing} are missing")
             cols = {n: table.column(n).to_pylist() for n in wanted}
@@ -78,8 +83,11 @@ class LeRobotV3Reader(LeRobotReader):
                 "chunk_index": int(row[prefix + "chunk_index"]),
                 "file_index": int(row[prefix + "file_index"]),
                 "from_timestamp": float(row[prefix + "from_timestamp"]),
-                "to_timestamp": (float(row[prefix + "to_timestamp"])
-                                 if row.get(prefix + "to_timestamp") is not None else None),
+                "to_timestamp": (
+                    float(row[prefix + "to_timestamp"])
+                    if row.get(prefix + "to_timestamp") is not None
+                    else None
+                ),
             }
         tasks = row.get("tasks") or []
         extra = {
@@ -90,8 +98,12 @@ class LeRobotV3Reader(LeRobotReader):
             "videos": videos,
             "source": str(source),
         }
-        rec = EpisodeRecord(int(row["episode_index"]), int(row["length"]),
-                            [str(t) for t in (tasks if isinstance(tasks, list) else [tasks])], extra)
+        rec = EpisodeRecord(
+            int(row["episode_index"]),
+            int(row["length"]),
+            [str(t) for t in (tasks if isinstance(tasks, list) else [tasks])],
+            extra,
+        )
         if extra["from_index"] is not None and extra["to_index"] is not None:
             if extra["to_index"] - extra["from_index"] != rec.length:
                 raise LeRobotFormatError(
@@ -123,16 +135,21 @@ class LeRobotV3Reader(LeRobotReader):
             marks = self._read_columns(path, ["episode_index"], rec.episode_index)["episode_index"]
             hits = np.flatnonzero(marks == rec.episode_index)
             if hits.size == 0:
-                raise LeRobotFormatError(f"{path}: no rows of episode {rec.episode_index} "
-                                         f"(meta/episodes points episode {rec.episode_index} to this file)")
+                raise LeRobotFormatError(
+                    f"{path}: no rows of episode {rec.episode_index} "
+                    f"(meta/episodes points episode {rec.episode_index} to this file)"
+                )
             start, stop = int(hits[0]), int(hits[-1]) + 1
             if stop - start != hits.size:
                 raise LeRobotFormatError(f"{path}: rows of episode {rec.episode_index} are not contiguous")
         else:
             # Without an episode_index column, rows follow the global index of the file's first episode.
-            base = min(r.extra["from_index"] for r in self._episodes.values()
-                       if (r.extra["data_chunk"], r.extra["data_file"]) ==
-                       (rec.extra["data_chunk"], rec.extra["data_file"]))
+            base = min(
+                r.extra["from_index"]
+                for r in self._episodes.values()
+                if (r.extra["data_chunk"], r.extra["data_file"])
+                == (rec.extra["data_chunk"], rec.extra["data_file"])
+            )
             start = rec.extra["from_index"] - base
             stop = start + rec.length
             if stop > pq.read_metadata(path).num_rows:
@@ -148,8 +165,9 @@ class LeRobotV3Reader(LeRobotReader):
     def video_location(self, episode: int, video_key: str) -> tuple[Path, float]:
         self._check_video_key(video_key)
         loc = self.episode(episode).extra["videos"][video_key]
-        path = self._format("video_path", video_key=video_key, chunk_index=loc["chunk_index"],
-                            file_index=loc["file_index"])
+        path = self._format(
+            "video_path", video_key=video_key, chunk_index=loc["chunk_index"], file_index=loc["file_index"]
+        )
         return path, loc["from_timestamp"]
 
 

@@ -160,7 +160,9 @@ class EagleBackbone(Backbone):
                 )
             embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), image_tokens.to(embeds.dtype))
         elif check and bool(image_mask.any()):
-            raise ValueError(f"eagle backbone: {int(image_mask.sum())} image placeholder tokens but no pixel_values")
+            raise ValueError(
+                f"eagle backbone: {int(image_mask.sum())} image placeholder tokens but no pixel_values"
+            )
         # Positions count real tokens only; with RoPE this equals the reference's 0..L-1 up to a
         # shift, so left padding leaves the real tokens' features unchanged.
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
