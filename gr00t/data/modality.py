@@ -190,6 +190,14 @@ def _parse_slice(modality: str, name: str, spec, source: str) -> ArraySlice:
     )
 
 
+def _original_key(modality: str, name: str, spec, default_prefix: str, source: str) -> str:
+    """The `original_key` of a video/annotation entry (default `<default_prefix><name>`)."""
+    spec = spec or {}
+    if not isinstance(spec, dict):
+        raise ModalityError(f"{source}: {modality}.{name} must be an object, got {spec!r}")
+    return str(spec.get("original_key", f"{default_prefix}{name}"))
+
+
 def parse_modality(data: dict, source: str = "modality.json") -> Modality:
     """Build a `Modality` from the parsed JSON object."""
     if not isinstance(data, dict):
@@ -205,23 +213,17 @@ def parse_modality(data: dict, source: str = "modality.json") -> Modality:
         if not isinstance(section, dict):
             raise ModalityError(f"{source}: {modality!r} must be an object, got {type(section).__name__}")
         sections[modality] = section
-    video = {}
-    for name, spec in sections["video"].items():
-        spec = spec or {}
-        if not isinstance(spec, dict):
-            raise ModalityError(f"{source}: video.{name} must be an object, got {spec!r}")
-        video[name] = VideoEntry(name, str(spec.get("original_key", f"observation.images.{name}")))
-    annotation = {}
-    for name, spec in sections["annotation"].items():
-        spec = spec or {}
-        if not isinstance(spec, dict):
-            raise ModalityError(f"{source}: annotation.{name} must be an object, got {spec!r}")
-        annotation[name] = AnnotationEntry(name, str(spec.get("original_key", f"annotation.{name}")))
     return Modality(
         state={n: _parse_slice("state", n, s, source) for n, s in sections["state"].items()},
         action={n: _parse_slice("action", n, s, source) for n, s in sections["action"].items()},
-        video=video,
-        annotation=annotation,
+        video={
+            n: VideoEntry(n, _original_key("video", n, s, "observation.images.", source))
+            for n, s in sections["video"].items()
+        },
+        annotation={
+            n: AnnotationEntry(n, _original_key("annotation", n, s, "annotation.", source))
+            for n, s in sections["annotation"].items()
+        },
         source=source,
     )
 

@@ -115,7 +115,8 @@ def remove_incomplete(run_dir: str | Path) -> list[Path]:
     return removed
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_path(path: str | Path) -> None:
+    """fsync a file or directory, best effort (not every filesystem allows it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -130,13 +131,7 @@ def _fsync_dir(path: Path) -> None:
 
 def write_json_atomic(path: str | Path, data: object) -> None:
     """Write JSON to ``path`` through a temporary file + rename (never a half-written file)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -153,17 +148,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def _fsync_tree(root: Path) -> None:
     for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
-            try:
-                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                os.fsync(fd)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
+            _fsync_path(os.path.join(dirpath, name))
+        _fsync_path(dirpath)
 
 
 def publish(tmp_dir: str | Path, step: int) -> Path:
@@ -177,7 +163,7 @@ def publish(tmp_dir: str | Path, step: int) -> Path:
         raise FileNotFoundError(f"checkpoint being published does not exist: {tmp_dir}")
     _fsync_tree(tmp_dir)
     write_json_atomic(tmp_dir / COMPLETE_MARKER, {"step": step, "time": time.time()})
-    _fsync_dir(tmp_dir)
+    _fsync_path(tmp_dir)
     final = checkpoint_dir(tmp_dir.parent, step)
     old = None
     if final.exists():
@@ -185,7 +171,7 @@ def publish(tmp_dir: str | Path, step: int) -> Path:
         (final / COMPLETE_MARKER).unlink(missing_ok=True)
         os.replace(final, old)
     os.replace(tmp_dir, final)
-    _fsync_dir(final.parent)
+    _fsync_path(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final

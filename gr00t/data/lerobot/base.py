@@ -72,6 +72,11 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def task_strings(value) -> list[str]:
+    """An episode's `tasks` entry (a list, or a single task) as a list of strings."""
+    return [str(t) for t in (value if isinstance(value, list) else [value])]
+
+
 def column_to_numpy(column: pa.ChunkedArray | pa.Array, where: str) -> np.ndarray:
     """Arrow column → numpy: scalars → [N], fixed-width lists → [N, D], nested fixed lists → [N, ...]."""
     if isinstance(column, pa.ChunkedArray):
@@ -180,6 +185,17 @@ class LeRobotReader(ABC):
     @abstractmethod
     def video_location(self, episode: int, video_key: str) -> tuple[Path, float]:
         """`(mp4 path, from_timestamp)`: frame i of the episode is shown at from_timestamp + timestamp[i]."""
+
+    def _format(self, template_key: str, **fields) -> Path:
+        """Fill the `info.json` path template `template_key` with `fields`, relative to the root."""
+        template = self.info[template_key]
+        try:
+            return self.root / template.format(**fields)
+        except (KeyError, IndexError, ValueError) as err:
+            raise LeRobotFormatError(
+                f"{self.root / INFO_PATH}: {template_key} template {template!r} cannot be filled with "
+                f"{sorted(fields)}: {err}"
+            ) from err
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -305,6 +321,16 @@ class LeRobotReader(ABC):
         return out
 
     # ------------------------------------------------------------------ time and video
+    def _frame_indices(self, ep: EpisodeRecord, indices) -> np.ndarray:
+        """`indices` as int64 `[T]`, each checked to be a frame of episode `ep`."""
+        idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+        if idx.size and (idx.min() < 0 or idx.max() >= ep.length):
+            raise IndexError(
+                f"{self.root}: episode {ep.episode_index} has {ep.length} frames; frame indices "
+                f"{idx[(idx < 0) | (idx >= ep.length)].tolist()[:5]} are out of range"
+            )
+        return idx
+
     def frame_timestamps(self, episode: int, indices, video_key: str | None = None) -> np.ndarray:
         """Video timestamps (seconds, float64) of frames `indices` of the episode.
 
@@ -312,12 +338,7 @@ class LeRobotReader(ABC):
         `index / fps`, plus the episode's `from_timestamp` inside the (possibly shared) mp4.
         """
         ep = self.episode(episode)
-        idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
-        if idx.size and (idx.min() < 0 or idx.max() >= ep.length):
-            raise IndexError(
-                f"{self.root}: episode {ep.episode_index} has {ep.length} frames; frame indices "
-                f"{idx[(idx < 0) | (idx >= ep.length)].tolist()[:5]} are out of range"
-            )
+        idx = self._frame_indices(ep, indices)
         key = video_key if video_key is not None else (self.video_keys[0] if self.video_keys else None)
         offset = (
             self.video_location(ep.episode_index, key)[1]
@@ -354,12 +375,7 @@ class LeRobotReader(ABC):
         if image_key not in self.image_keys:
             raise KeyError(f"{self.root}: no image feature {image_key!r}; image features: {self.image_keys}")
         ep = self.episode(episode)
-        idx = np.atleast_1d(np.asarray(indices, dtype=np.int64))
-        if idx.size and (idx.min() < 0 or idx.max() >= ep.length):
-            raise IndexError(
-                f"{self.root}: episode {ep.episode_index} has {ep.length} frames; frame indices "
-                f"{idx[(idx < 0) | (idx >= ep.length)].tolist()[:5]} are out of range"
-            )
+        idx = self._frame_indices(ep, indices)
         path = self.data_path(ep.episode_index)
         start, _ = self._episode_rows(ep.episode_index)
         cells = self._read_columns(path, [image_key], ep.episode_index)[image_key]

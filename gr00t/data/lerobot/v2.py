@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gr00t.data.lerobot.base import INFO_PATH, EpisodeRecord, LeRobotFormatError, LeRobotReader, read_jsonl
+from gr00t.data.lerobot.base import EpisodeRecord, LeRobotFormatError, LeRobotReader, read_jsonl, task_strings
 
 EPISODES_PATH = "meta/episodes.jsonl"
 TASKS_PATH = "meta/tasks.jsonl"
@@ -44,7 +44,7 @@ class LeRobotV2Reader(LeRobotReader):
                 EpisodeRecord(
                     int(row["episode_index"]),
                     int(row["length"]),
-                    [str(t) for t in (tasks if isinstance(tasks, list) else [tasks])],
+                    task_strings(tasks),
                 )
             )
         return records
@@ -52,16 +52,6 @@ class LeRobotV2Reader(LeRobotReader):
     @property
     def chunks_size(self) -> int:
         return int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
-
-    def _format(self, template_key: str, **fields) -> Path:
-        template = self.info[template_key]
-        try:
-            return self.root / template.format(**fields)
-        except (KeyError, IndexError, ValueError) as err:
-            raise LeRobotFormatError(
-                f"{self.root / INFO_PATH}: {template_key} template {template!r} cannot be filled with "
-                f"{sorted(fields)}: {err}"
-            ) from err
 
     def data_path(self, episode: int) -> Path:
         ep = self.episode(episode).episode_index

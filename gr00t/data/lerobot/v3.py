@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gr00t.data.lerobot.base import INFO_PATH, EpisodeRecord, LeRobotFormatError, LeRobotReader
+from gr00t.data.lerobot.base import EpisodeRecord, LeRobotFormatError, LeRobotReader, task_strings
 
 EPISODES_DIR = "meta/episodes"
 TASKS_PATH = "meta/tasks.parquet"
@@ -101,7 +101,7 @@ class LeRobotV3Reader(LeRobotReader):
         rec = EpisodeRecord(
             int(row["episode_index"]),
             int(row["length"]),
-            [str(t) for t in (tasks if isinstance(tasks, list) else [tasks])],
+            task_strings(tasks),
             extra,
         )
         if extra["from_index"] is not None and extra["to_index"] is not None:
@@ -111,16 +111,6 @@ class LeRobotV3Reader(LeRobotReader):
                     f"{extra['to_index'] - extra['from_index']} but length = {rec.length}"
                 )
         return rec
-
-    def _format(self, template_key: str, **fields) -> Path:
-        template = self.info[template_key]
-        try:
-            return self.root / template.format(**fields)
-        except (KeyError, IndexError, ValueError) as err:
-            raise LeRobotFormatError(
-                f"{self.root / INFO_PATH}: {template_key} template {template!r} cannot be filled with "
-                f"{sorted(fields)}: {err}"
-            ) from err
 
     def data_path(self, episode: int) -> Path:
         extra = self.episode(episode).extra
