@@ -36,6 +36,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from gr00t.data.dataset import Gr00tDataset, SegmentStream  # noqa: E402
+from gr00t.data.demo import BOOKKEEPING_COLUMNS  # noqa: E402
 from gr00t.data.video import clear_decoder_cache, decode_frames, decode_segment  # noqa: E402
 from gr00t.data.video_encode import encode_video  # noqa: E402
 
@@ -98,17 +99,7 @@ def write_bench_dataset(root: Path, codec: str, lengths: list[int]) -> Path:
             },
             "observation.state": {"dtype": "float32", "shape": [DIM], "names": None},
             "action": {"dtype": "float32", "shape": [DIM], "names": None},
-            **{
-                k: {"dtype": t, "shape": [1], "names": None}
-                for k, t in (
-                    ("timestamp", "float32"),
-                    ("frame_index", "int64"),
-                    ("episode_index", "int64"),
-                    ("index", "int64"),
-                    ("task_index", "int64"),
-                    ("annotation.human.task_description", "int64"),
-                )
-            },
+            **{k: {"dtype": t, "shape": [1], "names": None} for k, t in BOOKKEEPING_COLUMNS},
         },
     }
     first = 0

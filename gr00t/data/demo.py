@@ -37,6 +37,15 @@ TASK_COLOURS = np.array([[220, 40, 40], [40, 200, 60], [50, 80, 230]], dtype=np.
 CODE_BITS = 16
 CODE_ROW_HEIGHT = 8
 SUPPORTED_VERSIONS = ("v2.1", "v3.0")
+# Per-frame scalar columns of a LeRobot data file besides state and action: (name, dtype).
+BOOKKEEPING_COLUMNS = (
+    ("timestamp", "float32"),
+    ("frame_index", "int64"),
+    ("episode_index", "int64"),
+    ("index", "int64"),
+    ("task_index", "int64"),
+    ("annotation.human.task_description", "int64"),
+)
 
 
 # ----------------------------------------------------------------------------- trajectories
@@ -157,14 +166,7 @@ def _features(encoder: str, height: int, width: int) -> dict:
         "names": list(STATE_NAMES),
     }
     features["action"] = {"dtype": "float32", "shape": [len(STATE_NAMES)], "names": list(STATE_NAMES)}
-    for name, dtype in (
-        ("timestamp", "float32"),
-        ("frame_index", "int64"),
-        ("episode_index", "int64"),
-        ("index", "int64"),
-        ("task_index", "int64"),
-        ("annotation.human.task_description", "int64"),
-    ):
+    for name, dtype in BOOKKEEPING_COLUMNS:
         features[name] = {"dtype": dtype, "shape": [1], "names": None}
     return features
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from gr00t.data.yaml_file import load_yaml_mapping
 from gr00t.paths import config_root
 
 NORMALIZATION_MODES = ("min_max", "mean_std", "percentile")
@@ -218,12 +219,7 @@ def load_embodiment(name_or_path: str | Path | EmbodimentConfig | Mapping[str, A
     if not isinstance(name_or_path, (str, Path)):
         return EmbodimentConfig.from_dict(name_or_path)
     path = resolve_embodiment_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise EmbodimentConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise EmbodimentConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = load_yaml_mapping(path, EmbodimentConfigError)
     return EmbodimentConfig.from_dict(data, source=str(path), name=path.stem)
 
 

@@ -28,8 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from gr00t.data.yaml_file import load_yaml_mapping
 from gr00t.paths import REPO_ROOT, mixtures_root
 
 DATA_ROOT_ENV = "GR00T_DATA_ROOT"
@@ -133,12 +132,7 @@ def load_mixture(
         raise MixtureError(f"mixture file {path} does not exist")
     if path.stem in _seen:
         raise MixtureError(f"{path}: co_training_mixture forms a cycle: {' -> '.join(_seen + (path.stem,))}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise MixtureError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise MixtureError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = load_yaml_mapping(path, MixtureError)
     _check_keys(path, "", data, _TOP_KEYS)
     root = resolve_root(data_root, data.get("data_root"))
     entries = _parse_entries(path, data.get("datasets"), root)
