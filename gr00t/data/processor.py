@@ -163,7 +163,8 @@ class Gr00tProcessor:
     def __call__(
         self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None
     ) -> dict[str, Any]:
-        """One raw sample (ARCHITECTURE.md) → tensors for `Gr00tCollator`. ``rng`` drives the
+        """One raw sample (ARCHITECTURE.md) → ``{"backbone": <the backbone's inputs>, "state",
+        "action", "action_mask", "embodiment_id"}`` for `Gr00tCollator`. ``rng`` drives the
         training-mode image augmentation (one draw for all frames and views)."""
         sap = self._embodiment(sample.get("embodiment"))
         emb = sap.embodiment
@@ -189,7 +190,7 @@ class Gr00tProcessor:
         language = sample.get("language")
         if not isinstance(language, str):
             raise ValueError(f"sample['language'] must be the instruction string, got {language!r}")
-        out: dict[str, Any] = dict(self.vlm(language, images))
+        out: dict[str, Any] = {"backbone": self.vlm(language, images)}
 
         state, _ = sap.encode_state(sample["state"])
         out["state"] = torch.from_numpy(state)

@@ -2,8 +2,8 @@
 
 `VLMInputBuilder` turns one sample (an instruction string and its images, uint8 `[H, W, 3]`,
 time-major: t0 view0, t0 view1, t1 view0, ...) into token ids and pixel tensors in the layout
-of the configured backbone; `VLMInputBuilder.collate` (or `collate_vlm_inputs`) pads a list of
-such samples into a batch. Two layouts:
+of the configured backbone (its inputs dataclass: `EagleInputs` or `Qwen3VLInputs`);
+`VLMInputBuilder.collate` pads a list of such samples into a batch. Two layouts:
 
 * ``eagle`` — each image is resized with Eagle's own smart-resize rule to multiples of 28
   (patch 14 × pixel-unshuffle 2) by a PIL bicubic resize (what the reference processor does),
@@ -37,6 +37,9 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import PreTrainedTokenizerBase
 
+from gr00t.model.backbones.eagle_processing import EagleInputs
+from gr00t.model.backbones.qwen3_vl_processing import Qwen3VLInputs
+from gr00t.model.batch import BackboneInputs
 from gr00t.model.config import Gr00tN16Config
 
 BACKBONE_LAYOUTS = ("eagle", "qwen3_vl")
@@ -316,7 +319,7 @@ class VLMInputBuilder:
             )
         return ids
 
-    def __call__(self, instruction: str, images: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+    def __call__(self, instruction: str, images: Sequence[np.ndarray]) -> BackboneInputs:
         """One sample's inputs: `input_ids`, `attention_mask` (1-D) and the layout's pixel tensors."""
         if not isinstance(instruction, str):
             raise TypeError(f"instruction must be a str, got {type(instruction).__name__}")
@@ -334,26 +337,28 @@ class VLMInputBuilder:
             ids = self.prompt_ids(text, counts)
         except ValueError as exc:
             raise ValueError(f"instruction {instruction!r}: {exc}") from None
-        out: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         if self.backbone_type == "eagle":
-            out.update(_siglip2_inputs(arrays, sizes, grids, self.patch_size, self.resize_backend))
-            return out
+            images = _siglip2_inputs(arrays, sizes, grids, self.patch_size, self.resize_backend)
+            return EagleInputs(input_ids=ids, attention_mask=torch.ones_like(ids), **images)
         pixels = []
         for image, size in zip(arrays, sizes):
             chw = resize_image(image, size, self.resize_backend).sub_(127.5).div_(127.5)  # fresh tensor
             pixels.append(patchify_qwen3_vl(chw, self.patch_size, self.merge_size, self.temporal_patch_size))
-        out["pixel_values"] = (
-            torch.cat(pixels) if pixels else torch.zeros(0, 3 * self.temporal_patch_size * self.patch_size**2)
+        return Qwen3VLInputs(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            pixel_values=(
+                torch.cat(pixels)
+                if pixels
+                else torch.zeros(0, 3 * self.temporal_patch_size * self.patch_size**2)
+            ),
+            image_grid_thw=torch.tensor([[1, gh, gw] for gh, gw in grids], dtype=torch.long).reshape(-1, 3),
+            mm_token_type_ids=(ids == self.image_token_id).long(),
         )
-        out["image_grid_thw"] = torch.tensor([[1, gh, gw] for gh, gw in grids], dtype=torch.long).reshape(
-            -1, 3
-        )
-        out["mm_token_type_ids"] = (ids == self.image_token_id).long()
-        return out
 
-    def collate(self, samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def collate(self, samples: Sequence[BackboneInputs]) -> BackboneInputs:
         """Batch samples made by this builder (left padding with the tokenizer's pad id)."""
-        return collate_vlm_inputs(samples, pad_token_id=int(self.tokenizer.pad_token_id))
+        return type(samples[0]).collate(samples, pad_token_id=int(self.tokenizer.pad_token_id))
 
 
 def _resize_uint8_hwc(image: np.ndarray, size: tuple[int, int], backend: str = "pil") -> np.ndarray:
@@ -408,54 +413,3 @@ def _siglip2_inputs(
             values[i, :n].sub_(127.5).div_(127.5)
     shapes = torch.tensor(grids, dtype=torch.long).reshape(-1, 2)
     return {"pixel_values": values, "pixel_attention_mask": mask, "spatial_shapes": shapes}
-
-
-def _left_pad(rows: list[torch.Tensor], value: int) -> torch.Tensor:
-    length = max(r.shape[0] for r in rows)
-    out = torch.full((len(rows), length), value, dtype=rows[0].dtype)
-    for i, r in enumerate(rows):
-        if r.shape[0]:
-            out[i, length - r.shape[0] :] = r
-    return out
-
-
-def collate_vlm_inputs(
-    samples: Sequence[dict[str, torch.Tensor]], pad_token_id: int
-) -> dict[str, torch.Tensor]:
-    """Pad per-sample VLM inputs into a batch.
-
-    `input_ids` / `attention_mask` / `mm_token_type_ids` are left padded (pad id, 0, 0). Eagle
-    images are concatenated sample-major and zero-padded to the longest patch count (with
-    `pixel_attention_mask` False on padding); Qwen3-VL patches and grids are concatenated.
-    """
-    if not samples:
-        raise ValueError("collate_vlm_inputs: empty list of samples")
-    keys = set(samples[0])
-    for i, s in enumerate(samples):
-        if set(s) != keys:
-            raise ValueError(f"sample {i} has keys {sorted(s)}, sample 0 has {sorted(keys)}")
-    batch = {
-        "input_ids": _left_pad([s["input_ids"] for s in samples], pad_token_id),
-        "attention_mask": _left_pad([s["attention_mask"] for s in samples], 0),
-    }
-    if "mm_token_type_ids" in keys:
-        batch["mm_token_type_ids"] = _left_pad([s["mm_token_type_ids"] for s in samples], 0)
-    if "spatial_shapes" in keys:
-        n = sum(s["pixel_values"].shape[0] for s in samples)
-        p_max = max(s["pixel_values"].shape[1] for s in samples)
-        dim = samples[0]["pixel_values"].shape[2]
-        values = torch.zeros(n, p_max, dim, dtype=samples[0]["pixel_values"].dtype)
-        mask = torch.zeros(n, p_max, dtype=torch.bool)
-        row = 0
-        for s in samples:
-            k, p = s["pixel_values"].shape[:2]
-            values[row : row + k, :p] = s["pixel_values"]
-            mask[row : row + k, :p] = s["pixel_attention_mask"]
-            row += k
-        batch["pixel_values"] = values
-        batch["pixel_attention_mask"] = mask
-        batch["spatial_shapes"] = torch.cat([s["spatial_shapes"] for s in samples])
-    elif "image_grid_thw" in keys:
-        batch["pixel_values"] = torch.cat([s["pixel_values"] for s in samples])
-        batch["image_grid_thw"] = torch.cat([s["image_grid_thw"] for s in samples])
-    return batch

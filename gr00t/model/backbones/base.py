@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
+
+from gr00t.model.batch import BackboneInputs
 
 
 @dataclass
@@ -38,12 +41,14 @@ def resolve_attn_implementation(requested: str) -> str:
 
 
 class Backbone(nn.Module):
-    """Interface of a backbone: `forward(**vlm_batch) -> BackboneOutput` plus partial unfreezing.
+    """Interface of a backbone: `forward(inputs) -> BackboneOutput` plus partial unfreezing.
 
-    Subclasses provide the three module groups (`llm_layers()`, `llm_module()`, `visual_modules()`)
-    and the forward pass. Modules frozen by `set_trainable` stay in eval mode whatever `train()`
-    is called with (SPEC-N16 §1.5).
+    Subclasses name their inputs dataclass (`inputs_class`, a `BackboneInputs`), provide the three
+    module groups (`llm_layers()`, `llm_module()`, `visual_modules()`) and the forward pass. Modules
+    frozen by `set_trainable` stay in eval mode whatever `train()` is called with (SPEC-N16 §1.5).
     """
+
+    inputs_class: ClassVar[type[BackboneInputs]] = BackboneInputs
 
     def __init__(self) -> None:
         super().__init__()

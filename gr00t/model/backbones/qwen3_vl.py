@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch import nn
 from transformers import Qwen3VLConfig, Qwen3VLModel
 
 from gr00t.model.backbones.base import Backbone, BackboneOutput, resolve_attn_implementation
+from gr00t.model.backbones.qwen3_vl_processing import Qwen3VLInputs
 from gr00t.model.config import Gr00tN16Config
 
 
@@ -43,6 +43,8 @@ def qwen3_vl_sub_config(config: Gr00tN16Config) -> Qwen3VLConfig:
 class Qwen3VLBackbone(Backbone):
     """transformers' Qwen3VLModel with a truncated LLM; outputs its last normed hidden states."""
 
+    inputs_class = Qwen3VLInputs
+
     def __init__(self, config: Gr00tN16Config) -> None:
         super().__init__()
         cfg = qwen3_vl_sub_config(config)
@@ -58,15 +60,12 @@ class Qwen3VLBackbone(Backbone):
     def visual_modules(self) -> list[nn.Module]:
         return [self.model.visual]
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
-        image_grid_thw: torch.Tensor | None = None,
-        mm_token_type_ids: torch.Tensor | None = None,
-        **_: object,
-    ) -> BackboneOutput:
+    def forward(self, inputs: Qwen3VLInputs) -> BackboneOutput:
+        if not isinstance(inputs, Qwen3VLInputs):
+            raise TypeError(f"qwen3_vl backbone: expected Qwen3VLInputs, got {type(inputs).__name__}")
+        input_ids, attention_mask = inputs.input_ids, inputs.attention_mask
+        pixel_values, image_grid_thw = inputs.pixel_values, inputs.image_grid_thw
+        mm_token_type_ids = inputs.mm_token_type_ids
         image_mask = input_ids == self.image_token_id
         if pixel_values is not None and pixel_values.shape[0] == 0:
             pixel_values, image_grid_thw = None, None
