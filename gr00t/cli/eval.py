@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     episodes = _episode_list(args.episodes)
 
     from gr00t.data.dataset import Gr00tDataset
-    from gr00t.eval.open_loop import as_action_fn, run_open_loop, write_report
+    from gr00t.eval.open_loop import run_open_loop, write_report
 
     dataset = Gr00tDataset(args.data, args.embodiment)
     if episodes is None:
@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else Path("outputs") / "open_loop" / name
     try:
         report = run_open_loop(
-            as_action_fn(policy),
+            policy,
             dataset,
             episodes=episodes,
             action_horizon=args.action_horizon,

@@ -18,10 +18,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
+from gr00t.policy.base import Policy
 from gr00t.policy.protocol import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -38,16 +39,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _MAX_FRAMES = 8
-
-
-class ServablePolicy(Protocol):
-    """What the server needs from a policy (`gr00t.policy.Gr00tPolicy` satisfies it)."""
-
-    def get_action(self, observation: dict[str, Any], options: dict[str, Any] | None = None) -> Any: ...
-
-    def reset(self, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
-
-    def get_modality_config(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -67,7 +58,7 @@ class PolicyServer:
 
     def __init__(
         self,
-        policy: ServablePolicy,
+        policy: Policy,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         api_token: str | None = None,

@@ -116,7 +116,7 @@ def test_fuzz_then_ping(threaded_server, client_factory):
 
     good = client_factory(port, api_token="s3cret")
     assert good.call_endpoint("ping", requires_input=False) == PING_REPLY
-    action, _ = good.get_action({"state": {"arm": np.ones((1, 1, 3), np.float32)}})
+    action = good.get_action({"state": {"arm": np.ones((1, 1, 3), np.float32)}})
     np.testing.assert_array_equal(action["arm"], np.full((1, 1, 3), 2, np.float32))
 
 
