@@ -8,8 +8,7 @@ import torch
 from transformers import Qwen3Config, Qwen3Model
 
 from gr00t.data.tokenizer import build_tiny_tokenizer
-from gr00t.data.vlm_inputs import VLMInputBuilder
-from gr00t.model.backbones import BackboneOutput, build_backbone, ignored_checkpoint_keys
+from gr00t.model.backbones import BackboneOutput, build_backbone, build_input_builder, ignored_checkpoint_keys
 from gr00t.model.backbones.base import resolve_attn_implementation
 from gr00t.model.backbones.eagle import EagleBackbone, pixel_unshuffle_tokens
 from gr00t.model.backbones.eagle_processing import EagleInputs
@@ -31,7 +30,7 @@ def backbone(config):
 
 @pytest.fixture(scope="module")
 def builder(config):
-    return VLMInputBuilder.from_config(config, build_tiny_tokenizer())
+    return build_input_builder(config, build_tiny_tokenizer())
 
 
 def _images(seed: int, n: int, hw=(96, 128)) -> list[np.ndarray]:

@@ -10,8 +10,7 @@ import torch
 from transformers import Qwen3VLModel
 
 from gr00t.data.tokenizer import build_tiny_tokenizer
-from gr00t.data.vlm_inputs import VLMInputBuilder
-from gr00t.model.backbones import build_backbone
+from gr00t.model.backbones import build_backbone, build_input_builder
 from gr00t.model.backbones.qwen3_vl import Qwen3VLBackbone, qwen3_vl_sub_config
 from gr00t.model.backbones.qwen3_vl_processing import Qwen3VLInputs
 from gr00t.model.presets import load_preset
@@ -32,7 +31,7 @@ def backbone(config):
 
 @pytest.fixture(scope="module")
 def builder(config):
-    return VLMInputBuilder.from_config(config, build_tiny_tokenizer(), min_pixels=MIN_PIXELS)
+    return build_input_builder(config, build_tiny_tokenizer(), min_pixels=MIN_PIXELS)
 
 
 def _images(seed: int, n: int, hw=(96, 128)) -> list[np.ndarray]:

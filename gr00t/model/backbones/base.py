@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -25,6 +25,11 @@ class BackboneOutput(ModelOutput):
     backbone_features: torch.Tensor | None = None
     backbone_attention_mask: torch.Tensor | None = None
     image_mask: torch.Tensor | None = None
+
+
+def layers_at_or_above(first: int, total: int) -> str:
+    """Regex alternation of the layer indices ``first .. total-1`` (at least ``first``)."""
+    return "|".join(str(i) for i in range(first, max(total, first + 1)))
 
 
 def resolve_attn_implementation(requested: str) -> str:
@@ -55,6 +60,11 @@ class Backbone(nn.Module):
         self._frozen: list[nn.Module] = []
 
     # ---- provided by each backbone ----------------------------------------------------------
+    @classmethod
+    def ignored_checkpoint_keys(cls, config: Any, prefix: str = "backbone.") -> list[str]:
+        """Regexes of released-checkpoint keys this backbone deliberately does not build."""
+        return []
+
     def llm_module(self) -> nn.Module:
         """The (truncated) language model."""
         raise NotImplementedError

@@ -13,11 +13,18 @@ above `select_layer`; none of them is built here (see `ignored_checkpoint_keys`)
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 from transformers import Qwen3Config, Qwen3Model, Siglip2VisionConfig, Siglip2VisionModel
 
-from gr00t.model.backbones.base import Backbone, BackboneOutput, resolve_attn_implementation
+from gr00t.model.backbones.base import (
+    Backbone,
+    BackboneOutput,
+    layers_at_or_above,
+    resolve_attn_implementation,
+)
 from gr00t.model.backbones.eagle_processing import EagleInputs
 from gr00t.model.config import Gr00tN16Config
 
@@ -107,6 +114,18 @@ class EagleBackbone(Backbone):
         self.image_token_id = int(config.image_token_id)
         self.downsample = int(config.downsample_factor)
         self.model = EagleModel(vision_cfg, text_cfg, self.downsample, config.mlp1_layer_norm_eps)
+
+    @classmethod
+    def ignored_checkpoint_keys(cls, config: Gr00tN16Config, prefix: str = "backbone.") -> list[str]:
+        """The LM head, the unused vision attention-pooling head and the LLM layers at and above
+        `select_layer`."""
+        p = re.escape(prefix)
+        total = int(config.text_config.get("num_hidden_layers", config.select_layer))
+        return [
+            rf"^{p}model\.language_model\.lm_head\.",
+            rf"^{p}model\.vision_model\.vision_model\.head\.",
+            rf"^{p}model\.language_model\.model\.layers\.({layers_at_or_above(config.select_layer, total)})\.",
+        ]
 
     # ---- module groups for partial unfreezing ------------------------------------------------
     def llm_module(self) -> nn.Module:

@@ -8,11 +8,17 @@ decoder layers. Inputs are Qwen3-VL's (`pixel_values`, `image_grid_thw`, `mm_tok
 from __future__ import annotations
 
 import copy
+import re
 
 from torch import nn
 from transformers import Qwen3VLConfig, Qwen3VLModel
 
-from gr00t.model.backbones.base import Backbone, BackboneOutput, resolve_attn_implementation
+from gr00t.model.backbones.base import (
+    Backbone,
+    BackboneOutput,
+    layers_at_or_above,
+    resolve_attn_implementation,
+)
 from gr00t.model.backbones.qwen3_vl_processing import Qwen3VLInputs
 from gr00t.model.config import Gr00tN16Config
 
@@ -50,6 +56,17 @@ class Qwen3VLBackbone(Backbone):
         cfg = qwen3_vl_sub_config(config)
         self.image_token_id = int(cfg.image_token_id)
         self.model = Qwen3VLModel(cfg)
+
+    @classmethod
+    def ignored_checkpoint_keys(cls, config: Gr00tN16Config, prefix: str = "backbone.") -> list[str]:
+        """The LM head and the LLM layers at and above `select_layer`."""
+        p = re.escape(prefix)
+        text = (config.qwen3_vl_config or {}).get("text_config") or {}
+        total = int(text.get("num_hidden_layers", config.select_layer))
+        return [
+            rf"^{p}lm_head\.",
+            rf"^{p}model\.language_model\.layers\.({layers_at_or_above(config.select_layer, total)})\.",
+        ]
 
     def llm_module(self) -> nn.Module:
         return self.model.language_model

@@ -1,4 +1,5 @@
-"""VLM input building (SPEC-N16 §1.5): text layout, resize, normalisation, patch layouts, batching."""
+"""Backbone input building (SPEC-N16 §1.5): text layout, resize, normalisation, patch layouts,
+batching — `gr00t/model/backbones/processing.py` and each backbone's `*_processing.py`."""
 
 from __future__ import annotations
 
@@ -11,17 +12,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gr00t.data.tokenizer import build_tiny_tokenizer
-from gr00t.data.vlm_inputs import (
-    VLMInputBuilder,
+from gr00t.model.backbones import InputBuilder, build_input_builder, input_builder_from_dict
+from gr00t.model.backbones.eagle_processing import (
+    EagleInputBuilder,
+    EagleInputs,
     eagle_smart_resize,
-    normalize_instruction,
-    normalize_pixels,
-    patchify_qwen3_vl,
     patchify_siglip2,
-    resize_image,
-    smart_resize,
 )
-from gr00t.model.backbones.eagle_processing import EagleInputs
+from gr00t.model.backbones.processing import normalize_instruction, normalize_pixels, resize_image
+from gr00t.model.backbones.qwen3_vl_processing import patchify_qwen3_vl, smart_resize
 from gr00t.model.presets import load_preset
 
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -34,12 +33,12 @@ def tok():
 
 @pytest.fixture(scope="module")
 def eagle(tok):
-    return VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="pil")
+    return build_input_builder(load_preset("n16_tiny"), tok, resize_backend="pil")
 
 
 @pytest.fixture(scope="module")
 def qwen(tok):
-    return VLMInputBuilder.from_config(load_preset("qwen3_vl_tiny"), tok, min_pixels=4 * 32 * 32)
+    return build_input_builder(load_preset("qwen3_vl_tiny"), tok, min_pixels=4 * 32 * 32)
 
 
 def _image(seed: int, h: int, w: int) -> np.ndarray:
@@ -129,15 +128,15 @@ def _smooth_scene(h: int, w: int) -> np.ndarray:
 
 
 def test_eagle_resize_backend_default_and_validation(tok):
-    assert VLMInputBuilder.from_config(load_preset("n16_tiny"), tok).resize_backend == "torch"
-    assert VLMInputBuilder.from_config(load_preset("qwen3_vl_tiny"), tok).resize_backend == "torch"
+    assert build_input_builder(load_preset("n16_tiny"), tok).resize_backend == "torch"
+    assert build_input_builder(load_preset("qwen3_vl_tiny"), tok).resize_backend == "torch"
     with pytest.raises(ValueError, match="resize_backend='cv2'"):
-        VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="cv2")
+        build_input_builder(load_preset("n16_tiny"), tok, resize_backend="cv2")
 
 
 def test_eagle_torch_resize_backend_is_the_default_and_close_to_pil(tok):
-    fast = VLMInputBuilder.from_config(load_preset("n16_tiny"), tok)
-    exact = VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="pil")
+    fast = build_input_builder(load_preset("n16_tiny"), tok)
+    exact = build_input_builder(load_preset("n16_tiny"), tok, resize_backend="pil")
     imgs = [_smooth_scene(256, 256), _smooth_scene(96, 128), _image(30, 243, 301), _smooth_scene(224, 224)]
     a, b = fast("x", imgs), exact("x", imgs)
     assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.spatial_shapes, b.spatial_shapes)
@@ -207,7 +206,7 @@ def test_eagle_prompt_ignores_tokenizer_chat_template(eagle, tok):
     )
     img = _image(14, 56, 56)
     a = eagle("Pick it", [img])
-    b = VLMInputBuilder.from_config(load_preset("n16_tiny"), other)("Pick it", [img])
+    b = build_input_builder(load_preset("n16_tiny"), other)("Pick it", [img])
     assert torch.equal(a.input_ids, b.input_ids)
     assert tok.decode(a.input_ids).startswith(SYSTEM + "<|im_start|>user\npick it<image 1><img>")
 
@@ -283,17 +282,17 @@ def test_builder_is_picklable_and_rejects_bad_input(eagle):
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         eagle("wipe", [img[..., 0]])
     with pytest.raises(ValueError, match="image tokens"):
-        VLMInputBuilder(eagle.tokenizer, formalize_language=False)("a <IMG_CONTEXT> b", [img])
+        EagleInputBuilder(eagle.tokenizer, formalize_language=False)("a <IMG_CONTEXT> b", [img])
 
 
 def test_builder_checks_tokenizer_against_config(tok):
     with pytest.raises(ValueError, match="image_token_id"):
-        VLMInputBuilder.from_config(load_preset("n16"), tok)
+        build_input_builder(load_preset("n16"), tok)
     with pytest.raises(ValueError, match="backbone_type"):
-        VLMInputBuilder(tok, backbone_type="llava")
+        input_builder_from_dict(tok, {"backbone_type": "llava"})
 
 
-def _reference_ids(builder: VLMInputBuilder, text: str, counts: list[int]) -> torch.Tensor:
+def _reference_ids(builder: InputBuilder, text: str, counts: list[int]) -> torch.Tensor:
     """Render and tokenise the whole prompt, as the builder did before it cached token ids."""
     if builder.backbone_type == "eagle":
         pieces = [f"<image {k + 1}><img>" + "<IMG_CONTEXT>" * n + "</img>" for k, n in enumerate(counts)]
@@ -337,3 +336,40 @@ def test_eagle_pixels_equal_reference_pipeline(eagle):
         assert torch.equal(s.pixel_values[i, :n], ref)
         assert (s.pixel_values[i, n:] == 0).all() and n <= p_max
         assert s.pixel_attention_mask[i].tolist() == [True] * n + [False] * (p_max - n)
+
+
+def test_registry_round_trips_builders_and_matches_the_config_choices(tok):
+    from gr00t.model.backbones import BACKBONES, build_backbone
+    from gr00t.model.config import BACKBONE_TYPES
+
+    assert sorted(BACKBONES) == sorted(BACKBONE_TYPES)
+    for preset, overrides in (
+        ("n16_tiny", {"resize_backend": "pil"}),
+        ("qwen3_vl_tiny", {"min_pixels": 4096}),
+    ):
+        config = load_preset(preset)
+        builder = build_input_builder(config, tok, **overrides)
+        assert builder.backbone_type == config.backbone_type
+        assert isinstance(builder, BACKBONES[config.backbone_type].input_builder)
+        again = input_builder_from_dict(tok, builder.to_dict())
+        assert type(again) is type(builder) and again.to_dict() == builder.to_dict()
+        assert build_backbone(config).inputs_class is builder.inputs_class
+    assert list(builder.to_dict()) == [  # processor_config.json's "vlm" entry, as checkpoints hold it
+        "backbone_type", "patch_size", "merge_size", "temporal_patch_size", "min_pixels", "max_pixels",
+        "image_token_id", "formalize_language", "resize_backend",
+    ]  # fmt: skip
+
+
+def test_processing_modules_import_no_modeling_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gr00t.model.backbones, gr00t.data.processor; "
+        "bad = [m for m in sys.modules if m.startswith(('transformers.models.siglip2.modeling', "
+        "'transformers.models.qwen3_vl.modeling', 'gr00t.model.backbones.eagle', "
+        "'gr00t.model.backbones.qwen3_vl')) and not m.endswith('_processing')]; "
+        "assert not bad, bad; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
