@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -221,7 +222,23 @@ def _run(name: str, paths: list[str], settings: dict) -> int:
     return 0
 
 
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (SLURM, `kill`) unwinds like Ctrl-C, so the staging folder is removed on the way out.
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        return _main(argv)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]

@@ -123,6 +123,7 @@ def _write_videos(
     root: Path, plan: Plan, key: str, options: WriteOptions, report: WriteReport, chunks: int, limit: float
 ) -> dict[int, dict]:
     where: dict[int, dict] = {}
+    codecs: dict[str, Path] = {}
     for n, group in enumerate(plan_files(plan, key, limit)):
         chunk, file_index = divmod(n, chunks)
         path = root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file_index)
@@ -151,6 +152,7 @@ def _write_videos(
             else:
                 report.videos_stream_copied += 1
             spans = [(p.from_ts, p.to_ts) for p in result.placed]
+        codecs.setdefault(stream_signature(path)[0], path.relative_to(root))
         for e, (start, stop) in zip(group.episodes, spans):
             where[e.index] = {
                 "chunk_index": chunk,
@@ -158,6 +160,11 @@ def _write_videos(
                 "from_timestamp": start,
                 "to_timestamp": stop,
             }
+    if len(codecs) > 1:
+        report.notes.append(
+            f"{key}: the inputs' videos use different codecs {sorted(codecs)}, kept in separate files "
+            "(not re-encoded); info.json describes the first input's"
+        )
     return where
 
 

@@ -93,6 +93,26 @@ def output_lock(target: Path) -> Iterator[None]:
         lock.release()
 
 
+def recover(target: Path) -> list[str]:
+    """Clean up after a job that was killed (SIGKILL, power loss) while writing `target`.
+
+    Call with the output lock held. Staging folders are deleted; an `.old-*` folder left between
+    the two renames of the fallback swap is put back when `target` is missing. Returns what was done.
+    """
+    done = []
+    for path in sorted(target.parent.glob(f".{target.name}.old-*")):
+        if not target.exists():
+            os.rename(path, target)
+            done.append(f"restored {target} from {path.name}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name}")
+    for path in sorted(target.parent.glob(f".{target.name}.tmp-*")):
+        shutil.rmtree(path, ignore_errors=True)
+        done.append(f"removed {path.name}")
+    return done
+
+
 @contextmanager
 def staged_output(target: Path, replace: bool) -> Iterator[Path]:
     """Yield an empty temporary folder beside `target`; publish it at `target` if the block succeeds.
@@ -101,11 +121,12 @@ def staged_output(target: Path, replace: bool) -> Iterator[Path]:
     KeyboardInterrupt) the temporary folder is deleted and `target` is left untouched.
     """
     target = Path(target).absolute()
-    if target.exists() and not target.is_dir():
-        raise PublishError(f"{target} exists and is not a folder")
-    if not replace and target.exists() and any(target.iterdir()):
-        raise PublishError(f"{target} exists and is not empty (pass overwrite=true to replace it)")
     with output_lock(target):
+        recover(target)
+        if target.exists() and not target.is_dir():
+            raise PublishError(f"{target} exists and is not a folder")
+        if not replace and target.exists() and any(target.iterdir()):
+            raise PublishError(f"{target} exists and is not empty (pass overwrite=true to replace it)")
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
             yield tmp
