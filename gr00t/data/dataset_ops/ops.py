@@ -2,8 +2,8 @@
 
 Statistics: LeRobot's files (stats.json, per-episode stats) are rewritten by the writer (see
 stats_rewrite.py). gr00t's `meta/relative_stats.json` depends on an embodiment; it is recomputed on
-the output when every input carried one for the same embodiment (or `embodiment=` names one), and
-otherwise left out, so training recomputes it on first use instead of trusting stale numbers.
+the output for the embodiment the inputs' files name (or `embodiment=`), and left out when they name
+different ones, so training recomputes it on first use instead of trusting stale numbers.
 """
 
 from __future__ import annotations
@@ -37,18 +37,17 @@ def _relative_stats(
     from gr00t.data.embodiment import EmbodimentConfigError, load_embodiment
     from gr00t.data.stats import StatsError, compute_stats, write_stats
 
-    carried = [s.relative_stats for s in sources]
     if embodiment is None:
-        tags = {r.get("embodiment") for r in carried if r}
-        if not any(carried):
+        tags = sorted({str(s.relative_stats.get("embodiment")) for s in sources if s.relative_stats})
+        if not tags:
             return
-        if len(tags) != 1 or not all(carried):
+        if len(tags) > 1:
             report.notes.append(
-                "meta/relative_stats.json left out (inputs lack it or name different embodiments); "
+                f"meta/relative_stats.json left out: the inputs' were computed for different embodiments {tags}; "
                 "training recomputes it, or run gr00t-stats <out> --embodiment <name>"
             )
             return
-        embodiment = str(tags.pop())
+        embodiment = tags[0]
         try:
             emb = load_embodiment(embodiment)
         except (EmbodimentConfigError, FileNotFoundError, ValueError) as err:

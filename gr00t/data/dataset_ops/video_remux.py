@@ -29,6 +29,7 @@ from gr00t.data.video_encode import encode_video, resolve_encoder
 
 # PyAV decodes for checks and re-encoding: it needs no torch import, so the CLI starts fast.
 BACKEND = "pyav"
+REENCODE_BATCH = 64
 ENCODER_FAMILY = {"h264": "h264", "av1": "av1"}
 
 
@@ -176,8 +177,10 @@ def _reencode(out_path: Path, pieces: list[Piece], fps: float, codec: str, gop: 
     placed, start = [], 0.0
 
     def frames():
-        for piece in pieces:
-            yield from video_lib.decode_frames(piece.path, piece.from_ts + piece.timestamps, backend=BACKEND)
+        for piece in pieces:  # a bounded number of frames in memory at a time
+            for start in range(0, piece.length, REENCODE_BATCH):
+                ts = piece.from_ts + piece.timestamps[start : start + REENCODE_BATCH]
+                yield from video_lib.decode_frames(piece.path, ts, backend=BACKEND)
 
     for piece in pieces:
         span = piece.length / fps

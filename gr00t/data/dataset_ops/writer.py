@@ -46,7 +46,6 @@ class WriteOptions:
     link: bool = False  # hard-link unchanged files (append: they belong to the dataset being replaced)
     verify: bool = True  # decode the ends of every copied video piece and compare with the source
     reencode: bool = False  # re-encode videos instead of copying their streams
-    progress: bool = False
 
 
 @dataclass

@@ -100,13 +100,26 @@ def test_relative_stats_recomputed_when_inputs_agree(inputs, tmp_path, copy_of):
     assert_stats_recomputed(out)
 
 
-def test_relative_stats_dropped_when_only_one_input_has_them(inputs, tmp_path, copy_of):
+def test_relative_stats_follow_the_one_embodiment_named(inputs, tmp_path, copy_of):
+    """A new session recorded without gr00t statistics still gets them for the base's embodiment."""
     a = copy_of(inputs["a3"])
     compute_and_write(a, "new_embodiment")
     out = tmp_path / "merged"
     report = merge([a, inputs["b3"]], out)
+    assert any("recomputed for embodiment 'new_embodiment'" in n for n in report.notes)
+    assert (out / "meta/relative_stats.json").is_file()
+
+
+def test_relative_stats_left_out_when_embodiments_differ(inputs, tmp_path, copy_of):
+    a, b = copy_of(inputs["a3"]), copy_of(inputs["b3"])
+    compute_and_write(a, "new_embodiment")
+    compute_and_write(b, "new_embodiment")
+    stored = json.loads((b / "meta/relative_stats.json").read_text())
+    (b / "meta/relative_stats.json").write_text(json.dumps({**stored, "embodiment": "other_robot"}))
+    out = tmp_path / "merged"
+    report = merge([a, b], out)
     assert not (out / "meta/relative_stats.json").exists()
-    assert any("relative_stats.json left out" in n for n in report.notes)
+    assert any("different embodiments ['new_embodiment', 'other_robot']" in n for n in report.notes)
 
 
 def test_modality_must_agree(inputs, tmp_path, copy_of):
