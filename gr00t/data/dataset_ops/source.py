@@ -97,6 +97,13 @@ class SourceDataset:
         start, stop = self.data_rows(episode)
         return self._table_cache[1].slice(start, stop - start)
 
+    def holds_file(self, path: Path, table: pa.Table) -> bool:
+        """Whether the data file at `path` (the one last read) holds exactly the rows of `table`."""
+        if self._table_cache is None or self._table_cache[0] != path:
+            return False
+        cached = self._table_cache[1]
+        return cached.num_rows == table.num_rows and cached.equals(table)
+
     def data_schema(self) -> pa.Schema:
         """Schema of the first data file (the column types an output keeps)."""
         first = self.reader.episode_indices[0]

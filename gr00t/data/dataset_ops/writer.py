@@ -102,12 +102,8 @@ class EpisodeRows:
 
 
 def same_table(table: pa.Table, path: Path, rows: EpisodeRows, source: int) -> bool:
-    """Whether the parquet file at `path` holds exactly `table` (then it can be reused as is)."""
-    src = rows.plan.sources[source]
-    cached = src._table_cache  # noqa: SLF001 - the file was just read for these rows
-    if cached is None or cached[0] != path:
-        return False
-    return cached[1].num_rows == table.num_rows and cached[1].equals(table)
+    """Whether the source parquet file at `path` holds exactly `table` (then it is reused as is)."""
+    return rows.plan.sources[source].holds_file(path, table)
 
 
 def write_json(path: Path, data) -> None:
