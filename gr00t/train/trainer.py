@@ -107,11 +107,8 @@ logger = logging.getLogger(__name__)
 
 
 class Gr00tTrainer(TypedBatchHooks, Trainer):
-    """HF Trainer with our optimiser/schedule, sampler-based data position and atomic checkpoints.
-
-    Batches are `Gr00tBatch` objects (see :mod:`gr00t.train.typed_batch`); the loss is a mean per
-    micro-batch, so HF's ``num_items_in_batch`` is never computed.
-    """
+    """HF Trainer with our optimiser/schedule, sampler-based data position and atomic checkpoints,
+    fed `Gr00tBatch` objects (see :mod:`gr00t.train.typed_batch`)."""
 
     def __init__(
         self,
@@ -192,7 +189,7 @@ class Gr00tTrainer(TypedBatchHooks, Trainer):
         batches = list(itertools.islice(epoch_iterator, num_batches))
         self.step_metrics.add_data_wait(time.perf_counter() - start)
         self.samples_consumed_local += sum(batch_size_of(b) for b in batches)
-        return batches, None  # the flow loss needs no item count (see the class docstring)
+        return batches, None  # the flow loss is a per-batch mean: HF's item count is not needed
 
     def data_state(self) -> dict[str, Any]:
         """Sampler state at the current data position (global draws consumed by all ranks)."""
