@@ -38,16 +38,19 @@ def test_cfg_job_finetune_defaults():
     assert cfg["data"] == "demo" and cfg["base"] is None
     assert cfg["model"]["name"] == "n16_tiny"
     assert cfg["model"]["use_relative_action"] is True  # finetuning turns relative actions on
-    # the tiny model brings CPU-sized trainer settings (configs/trainer/model/n16_tiny.yaml) ...
+    # a model preset never changes the trainer: n16_tiny keeps the finetune recipe's trainer ...
     t = cfg["trainer"]
-    assert (t["max_steps"], t["global_batch_size"], t["dataloader_num_workers"], t["cpu_threads"]) == (
+    assert (t["max_steps"], t["global_batch_size"], t["dataloader_num_workers"]) == (10000, 64, 4)
+    # ... and the CPU-sized settings are asked for explicitly (trainer=demo, as recipe=demo does)
+    demo = yaml.safe_load(_run("data=demo", "model=n16_tiny", "trainer=demo", "--cfg", "job").stdout)["trainer"]
+    assert (demo["max_steps"], demo["global_batch_size"], demo["dataloader_num_workers"], demo["cpu_threads"]) == (
         300,
         8,
         0,
         1,
     )
     assert cfg["embodiment"]["tag"] == "new_embodiment" and cfg["embodiment"]["projector_index"] == 10
-    # ... while the full model keeps the reference finetune recipe (SPEC-N16 §3)
+    # the full model has the same reference finetune recipe (SPEC-N16 §3)
     full = yaml.safe_load(_run("embodiment=new_embodiment", "data=demo", "--cfg", "job").stdout)["trainer"]
     assert (full["max_steps"], full["global_batch_size"], full["save_steps"], full["save_total_limit"]) == (
         10000,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from gr00t.cli.common import validate_overrides
+from gr00t.configs.compose import compose_recipe
 from gr00t.train import build
 from gr00t.train.build import BuildError, DistInfo
 
@@ -15,7 +15,7 @@ ONE = DistInfo(rank=0, world_size=1, local_rank=0)
 
 
 def _cfg(*overrides: str, recipe: str = "finetune_n16"):
-    return validate_overrides(recipe, list(overrides))
+    return compose_recipe([f"recipe={recipe}", *overrides], recipe).cfg
 
 
 def test_global_batch_is_split_over_processes():
@@ -162,7 +162,8 @@ def test_training_dataset_keys_augmentation_by_sampler_draw(demo_dataset_v3):
     mixture = build.resolve_mixture(cfg, main.name, ONE)
     embs = build.mixture_embodiments(mixture, main)
     stats = build.ensure_all_stats(mixture, embs, ONE)
-    processor = build.build_processor(cfg, config_from_dict(OmegaConf.to_container(cfg.model)), embs, stats)
+    fields = OmegaConf.to_container(cfg.model, enum_to_str=True)
+    processor = build.build_processor(cfg, config_from_dict(fields), embs, stats)
     ds = build.build_training_dataset(build.build_datasets(mixture, embs), processor, seed=1)
     assert isinstance(ds, MixtureDataset)  # the data library's class, not a private copy
     first = next(iter(MixtureSampler(ds.sizes, seed=1)))
