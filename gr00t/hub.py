@@ -36,10 +36,10 @@ def hub_name(text: str) -> str:
 
 
 def download_hint(repo_id: str, repo_type: str, revision: str | None) -> str:
-    """The command that puts `repo_id` into the local cache."""
-    kind = " --repo-type dataset" if repo_type == "dataset" else ""
-    rev = f" --revision {revision}" if revision else ""
-    return f"hf download {repo_id}{kind}{rev} (or: huggingface-cli download {repo_id}{kind}{rev})"
+    """How to put `repo_id` into the local cache."""
+    args = f"{repo_id}{' --repo-type dataset' if repo_type == 'dataset' else ''}"
+    args += f" --revision {revision}" if revision else ""
+    return f"`hf download {args}` (older huggingface_hub: `huggingface-cli download {args}`)"
 
 
 def resolve(text: str, repo_type: str = "model", key: str = "base") -> Path:
@@ -49,7 +49,10 @@ def resolve(text: str, repo_type: str = "model", key: str = "base") -> Path:
 
     repo_id, revision = split_revision(text)
     try:
-        path = snapshot_download(repo_id, repo_type=repo_type, revision=revision)
+        # local_files_only: HF_HUB_OFFLINE also for a commit-hash revision (the library would ask the Hub)
+        path = snapshot_download(
+            repo_id, repo_type=repo_type, revision=revision, local_files_only=constants.HF_HUB_OFFLINE
+        )
     except LocalEntryNotFoundError as exc:
         reason = "not in the local Hugging Face cache" + (
             " and HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else " and not reachable"
@@ -57,12 +60,12 @@ def resolve(text: str, repo_type: str = "model", key: str = "base") -> Path:
         raise HubError(
             f"{key}={text!r}: no local folder of that name, and the {repo_type} {repo_id!r}"
             f"{'@' + revision if revision else ''} is {reason}; download it with "
-            f"`{download_hint(repo_id, repo_type, revision)}` or pass a local folder"
+            f"{download_hint(repo_id, repo_type, revision)} or pass a local folder"
         ) from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HubError(
             f"{key}={text!r}: cannot resolve the Hugging Face {repo_type} {repo_id!r} ({first}); "
-            f"download it with `{download_hint(repo_id, repo_type, revision)}` or pass a local folder"
+            f"download it with {download_hint(repo_id, repo_type, revision)} or pass a local folder"
         ) from exc
     return Path(path)

@@ -68,13 +68,13 @@ def modality_has_keys(root: Path, embodiment: Any) -> None:
 
 def checkpoint(key: str, value: str, prog: str) -> Path:
     """A loadable policy checkpoint: the folder itself, or the newest complete one of a run folder."""
-    from gr00t.train.checkpoint import latest_checkpoint, list_checkpoints
+    from gr00t.train.checkpoint import incomplete_checkpoints, latest_checkpoint
 
     path = local_folder(key, value, "model", "checkpoint")
     if not (path / "config.json").is_file():
         latest = latest_checkpoint(path)
         if latest is None:
-            started = [p.name for p in list_checkpoints(path)] if path.is_dir() else []
+            started = sorted(p.name for p in incomplete_checkpoints(path))
             extra = f" (incomplete: {started})" if started else ""
             raise UsageError(
                 f"{key}={value!r}: {path} is neither a checkpoint folder (no config.json) nor a run folder "

@@ -77,10 +77,11 @@ def _stats(argv: list[str]) -> int:
     if args.embodiment is None:
         raise UsageError("missing required key embodiment=<name | robot.yaml> (see --help)")
     from gr00t.data.embodiment import load_embodiment
-    from gr00t.data.stats import compute_stats, write_stats
 
     emb = load_embodiment(args.embodiment)
     checks.dataset("dataset", str(root), emb)
+    from gr00t.data.stats import compute_stats, write_stats
+
     start = time.perf_counter()
     columns, relative = compute_stats(root, emb)
     stats_path, rel_path = write_stats(root, columns, relative, emb)

@@ -29,6 +29,7 @@ PRESET_ROOT = "model_preset"
 UNSET = "_unset_"  # an empty `model` option: shows which model keys the recipe files set
 GROUPS = ("model", "embodiment", "trainer", "launcher")
 _registered: set[str] = set()
+_explicit_files: dict[str, Path] = {}  # `embodiment` option -> the robot YAML file it was given as
 
 
 @dataclass
@@ -123,7 +124,13 @@ def embodiment_option(value: str) -> str:
 
     name = f"{path.stem}@{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     ConfigStore.instance().store(group="embodiment", name=name, node=dict(data))
+    _explicit_files[name] = path
     return name
+
+
+def embodiment_source(option: str) -> Path | None:
+    """The robot YAML file behind an `embodiment` option."""
+    return _explicit_files.get(option) or find_file("embodiment", option)
 
 
 def embodiment_name(option: str | None) -> str | None:

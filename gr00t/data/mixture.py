@@ -103,7 +103,9 @@ def mixture_path(name: str) -> Path:
     hint = difflib.get_close_matches(name, names, n=1)
     extra = f" Did you mean {hint[0]!r}?" if hint else ""
     where = ", ".join(str(d) for d in search_dirs("data_mixtures"))
-    raise MixtureError(f"unknown data mixture {name!r} (no {name}.yaml in {where}). Available mixtures: {names}.{extra}")
+    raise MixtureError(
+        f"unknown data mixture {name!r} (no {name}.yaml in {where}). Available mixtures: {names}.{extra}"
+    )
 
 
 def resolve_root(data_root: str | Path | None, file_root: Any) -> Path:

@@ -147,16 +147,18 @@ def resolve_mixture(cfg: DictConfig, embodiment_name: str | None, info: DistInfo
     return mixture
 
 
-def embodiment_choice() -> str | None:
-    """The robot name of the `embodiment` option Hydra picked (None outside a composed run)."""
+def embodiment_choice() -> tuple[str | None, str]:
+    """(robot name, source description) of the `embodiment` option Hydra picked."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        from gr00t.configs.compose import embodiment_name
-
-        return embodiment_name(HydraConfig.get().runtime.choices.get("embodiment"))
+        option = HydraConfig.get().runtime.choices.get("embodiment")
     except ValueError:
-        return None
+        return None, "config node 'embodiment'"
+    from gr00t.configs.compose import embodiment_name, embodiment_source
+
+    path = embodiment_source(option) if option else None
+    return embodiment_name(option), str(path) if path else "config node 'embodiment'"
 
 
 def main_embodiment(cfg: DictConfig) -> Any | None:
@@ -165,7 +167,8 @@ def main_embodiment(cfg: DictConfig) -> Any | None:
 
     node = cfg.get("embodiment")
     if isinstance(node, DictConfig):
-        return EmbodimentConfig.from_dict(node, source="config group 'embodiment'", name=embodiment_choice())
+        name, source = embodiment_choice()
+        return EmbodimentConfig.from_dict(node, source=source, name=name)
     return None
 
 
