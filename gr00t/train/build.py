@@ -291,14 +291,10 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     init_distributed(info)
     threads = apply_cpu_threads(cfg.trainer.get("cpu_threads"))
     mixture = resolve_mixture(cfg, (main.name or main.tag) if main is not None else None, info)
-    from gr00t.train.trainer import TrainingSettings, run_training
+    from gr00t.train.trainer import run_training
 
-    try:
-        settings = TrainingSettings.from_dict(trainer_settings(cfg, info))
-    except ValueError as exc:
-        raise BuildError(str(exc)) from exc
-    global_batch = settings.per_device_batch_size * info.world_size * settings.gradient_accumulation_steps
-    settings.global_batch_size = global_batch
+    settings = _settings(cfg, info)
+    global_batch = settings.global_batch_size
     embodiments = mixture_embodiments(mixture, main)
     stats = ensure_all_stats(mixture, embodiments, info)
 
@@ -312,13 +308,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
         "recipe": cfg.get("recipe"),
         "run_dir": str(run_dir),
         "processes": info.world_size,
-        "model": model_source,
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "total_parameters": sum(p.numel() for p in model.parameters()),
-        "model_switches": {
-            k: getattr(model.config, k) for k in TRAINING_TIME_FIELDS if hasattr(model.config, k)
-        },
-        "action_horizon": model.config.action_horizon,
+        **_model_summary(model, model_source),
         "data": mixture.to_dict(),
         "samples_per_dataset": dataset.sizes,
         "embodiments": dict(processor.embodiment_id_map()),
@@ -355,6 +345,32 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
             f"[gr00t] done: step {result.global_step}, last checkpoint {result.last_checkpoint}", flush=True
         )
     return result.exit_code
+
+
+def _settings(cfg: DictConfig, info: DistInfo) -> Any:
+    """The validated `TrainingSettings`, its `global_batch_size` the one this launch really runs."""
+    from gr00t.train.settings import TrainingSettings
+
+    try:
+        settings = TrainingSettings.from_dict(trainer_settings(cfg, info))
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
+    accumulation = settings.gradient_accumulation_steps
+    settings.global_batch_size = settings.per_device_batch_size * info.world_size * accumulation
+    return settings
+
+
+def _model_summary(model: Any, source: dict[str, Any]) -> dict[str, Any]:
+    """Where the model came from, its size and its training-time switches."""
+    return {
+        "model": source,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "model_switches": {
+            k: getattr(model.config, k) for k in TRAINING_TIME_FIELDS if hasattr(model.config, k)
+        },
+        "action_horizon": model.config.action_horizon,
+    }
 
 
 def _sampler_factory(sizes: Sequence[int], mixture: Any, settings: Any) -> Any:
