@@ -6,7 +6,8 @@ A command declares its settings as a dataclass: types, defaults (`MISSING` = req
 `gr00t-finetune`: ``episodes=[0,3]``, ``host=0.0.0.0``, ``seed=null``) and OmegaConf checks them
 against the dataclass, so unknown keys and bad values fail with the same one-line messages and
 did-you-mean hints as the recipes. Also handled: ``--help``, ``--cfg job``, positional arguments
-for file tools (``gr00t-stats <dir>``), and ``--key value`` / ``--flag`` spellings of any key
+for file tools (``gr00t-stats <dir>``; a last positional setting typed as a list takes all the
+remaining ones, as in ``gr00t-dataset merge <a> <b> out=<dir>``), and ``--key value`` / ``--flag`` spellings of any key
 (``--embodiment g1``, ``--overwrite``). A ``config_dir`` key, when the schema has one, adds a
 user config folder (`gr00t.paths.add_user_config_dir`).
 
@@ -42,9 +43,13 @@ def setting(default: Any, help_text: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help_text})
 
 
-def _is_bool(schema: type, name: str) -> bool:
+def _type_text(schema: type, name: str) -> str:
     types = {f.name: f.type for f in dataclasses.fields(schema)}  # type: ignore[arg-type]
-    return str(types.get(name, "")).replace("Optional[", "").startswith("bool")
+    return str(types.get(name, "")).replace("Optional[", "")
+
+
+def _is_bool(schema: type, name: str) -> bool:
+    return _type_text(schema, name).startswith("bool")
 
 
 def _describe(f: dataclasses.Field) -> str:
@@ -106,10 +111,17 @@ def _split(schema: type, argv: Sequence[str], positional: Sequence[str]) -> tupl
         else:
             free.append(arg)
         i += 1
-    if len(free) > len(positional):
+    rest = bool(positional) and _type_text(schema, positional[-1]).startswith(("list", "List"))
+    if rest:  # the last positional setting is a list: it takes every remaining argument
+        named = len(positional) - 1
+        raw.update(zip(positional[:named], free[:named]))
+        if len(free) > named:
+            raw[positional[-1]] = free[named:]  # type: ignore[assignment]
+    elif len(free) > len(positional):
         extra = free[len(positional)]
         raise UsageError(f"unexpected argument {extra!r}: settings are key=value (see --help)")
-    raw.update(zip(positional, free))
+    else:
+        raw.update(zip(positional, free))
     return overrides, raw, show
 
 
