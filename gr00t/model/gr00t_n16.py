@@ -240,10 +240,15 @@ class Gr00tN16Model(PreTrainedModel):
 
     # ------------------------------------------------------------------ training
     def forward(
-        self, batch: Gr00tBatch, noise: torch.Tensor | None = None, t: torch.Tensor | None = None
+        self,
+        batch: Gr00tBatch,
+        noise: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+        rtc_delay: torch.Tensor | None = None,
     ) -> Gr00tN16Output:
-        """Flow-matching loss of a training batch (`batch.head.action` set). `noise [B, H, A]` and
-        `t [B]` fix the flow draw (drawn from the global RNG when not given)."""
+        """Flow-matching loss of a training batch (`batch.head.action` set). `noise [B, H, A]`,
+        `t [B]` and, with training-time RTC, `rtc_delay long [B]` fix the draws (made from the global
+        RNG when not given; see `FlowMatchingActionHead.forward`)."""
         _check_batch(batch)
         head = batch.head
         if head.action is None:
@@ -261,6 +266,7 @@ class Gr00tN16Model(PreTrainedModel):
             embodiment_id=head.embodiment_id,
             noise=noise,
             t=t,
+            rtc_delay=rtc_delay,
         )
         return Gr00tN16Output(loss=out["loss"], action_loss=out["loss"].detach())
 

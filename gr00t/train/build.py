@@ -62,6 +62,7 @@ TRAINING_TIME_FIELDS = (
     "dit_dropout",
     "num_inference_timesteps",
     "backbone_attn_implementation",
+    "rtc_training_max_delay",
 )
 
 
