@@ -34,6 +34,10 @@ class EvalArgs:
     max_episodes: int | None = setting(None, "evaluate at most this many episodes (after `episodes`)")
     max_steps: int | None = setting(None, "evaluate at most this many steps per episode")
     action_horizon: int | None = setting(None, "steps executed per query; null = the embodiment chunk")
+    latency_steps: int | None = setting(
+        None, "replay as an async controller: ask for each chunk this many steps early, prefix frozen"
+    )
+    rtc_mode: str | None = setting(None, "with latency_steps: RTC mode guidance or prefix; null = model's")
     output_dir: str | None = setting(None, "metrics.json and plots; null = outputs/open_loop/<name>")
     device: str = setting("auto", "torch device for a local policy: auto, cpu, cuda, ...")
     seed: int | None = setting(0, "noise seed of the first query (query i uses seed + i); null: random")
@@ -95,6 +99,10 @@ def _eval(argv: list[str]) -> int:
     if args.checkpoint is None and args.server is None:
         raise UsageError("give checkpoint=<dir> (local policy) or server=host:port")
     episodes = _episode_list(args.episodes)
+    if args.rtc_mode not in (None, "guidance", "prefix"):
+        raise UsageError(f"rtc_mode={args.rtc_mode!r}: expected guidance or prefix (or null)")
+    if args.latency_steps is not None and args.latency_steps < 0:
+        raise UsageError(f"latency_steps={args.latency_steps}: expected >= 0")
     from gr00t.data.embodiment import load_embodiment
 
     embodiment = load_embodiment(args.embodiment)
@@ -126,6 +134,8 @@ def _eval(argv: list[str]) -> int:
             max_steps=args.max_steps,
             plot_dir=out_dir if args.plots else None,
             seed=args.seed,
+            latency_steps=args.latency_steps,
+            rtc_mode=args.rtc_mode,
         )
     finally:
         if closer is not None:
@@ -137,6 +147,12 @@ def _eval(argv: list[str]) -> int:
     for key, m in report.metrics["per_key"].items():
         print(f"  {key:<20} MSE {m['mse']:.6g}  MAE {m['mae']:.6g}")
     print(f"  {'all':<20} MSE {report.metrics['mse']:.6g}  MAE {report.metrics['mae']:.6g}")
+    jump = report.metrics.get("boundary_jump")
+    if jump and jump["boundaries"]:
+        print(
+            f"  chunk boundaries (latency {report.latency_steps} steps): {jump['boundaries']}, mean jump "
+            f"{jump['mean']:.6g} (recorded step there {jump['ground_truth_step']:.6g})"
+        )
     print(f"metrics: {path}")
     return 0
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gr00t.eval.latency_replay import boundary_metrics, replay_with_latency
 from gr00t.eval.plots import plot_episode
 from gr00t.policy.base import Policy
 
@@ -38,6 +39,9 @@ class EpisodeResult:
     predicted: dict[str, np.ndarray]
     ground_truth: dict[str, np.ndarray]
     plot: Path | None = None
+    # latency replay only (gr00t.eval.latency_replay): per key [boundaries, D]
+    boundary_jump: dict[str, np.ndarray] | None = None
+    ground_truth_step: dict[str, np.ndarray] | None = None
 
     @property
     def num_steps(self) -> int:
@@ -51,10 +55,12 @@ class OpenLoopReport:
     episodes: list[EpisodeResult]
     action_horizon: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    latency_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "action_horizon": self.action_horizon,
+            "latency_steps": self.latency_steps,
             "metrics": self.metrics,
             "episodes": [
                 {
@@ -164,15 +170,27 @@ def run_open_loop(
     max_steps: int | None = None,
     plot_dir: str | Path | None = None,
     seed: int | None = 0,
+    latency_steps: int | None = None,
+    rtc_mode: str | None = None,
 ) -> OpenLoopReport:
-    """Evaluate several episodes (default: all) and aggregate their errors over every evaluated step."""
+    """Evaluate several episodes (default: all) and aggregate their errors over every evaluated step.
+
+    With `latency_steps` the replay is asynchronous (`gr00t.eval.latency_replay`): chunks are asked
+    for that many steps early with the executed prefix frozen (RTC `rtc_mode`, None: the model's
+    default), and ``metrics["boundary_jump"]`` reports the jump at chunk boundaries."""
     chosen = list(dataset.episode_indices if episodes is None else episodes)
     unknown = sorted(set(chosen) - set(dataset.episode_indices))
     if unknown:
         raise ValueError(f"episodes {unknown} are not in {dataset.root} (usable: {dataset.episode_indices})")
     results = []
     for ep in chosen:
-        res = evaluate_episode(policy, dataset, ep, action_horizon, max_steps, seed)
+        if latency_steps is None:
+            res = evaluate_episode(policy, dataset, ep, action_horizon, max_steps, seed)
+        else:
+            replay = replay_with_latency(
+                policy, dataset, ep, latency_steps, action_horizon, max_steps, seed, rtc_mode
+            )
+            res = EpisodeResult(episode_index=ep, **replay)
         if plot_dir is not None:
             res.plot = plot_episode(
                 res.predicted,
@@ -189,8 +207,10 @@ def run_open_loop(
         {k: np.concatenate([r.predicted[k] for r in results]) for k in keys},
         {k: np.concatenate([r.ground_truth[k] for r in results]) for k in keys},
     )
+    if latency_steps is not None:
+        metrics["boundary_jump"] = boundary_metrics([vars(r) for r in results])
     horizon = dataset.embodiment.action_horizon if action_horizon is None else int(action_horizon)
-    return OpenLoopReport(results, horizon, metrics)
+    return OpenLoopReport(results, horizon, metrics, latency_steps)
 
 
 def write_report(report: OpenLoopReport, path: str | Path) -> Path:
