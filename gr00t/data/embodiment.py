@@ -21,6 +21,8 @@ an error names the file and the dotted key)::
         # end effector: {key: eef, rep: relative, type: eef, format: xyz_rot6d, state_key: eef,
         #                state_format: xyz_quat_wxyz}
     language: {keys: [annotation.human.task_description], delta_indices: [0]}
+    # several channels combine by a rule (gr00t.data.language): combine: {mode: sample,
+    #   probabilities: {<key>: p, ...}} or {mode: template, template: "{<key>}: {<key>}"}
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 
 import yaml
 
+from gr00t.data.language import LanguageConfig, parse_language
 from gr00t.data.yaml_file import load_yaml_mapping
 from gr00t.paths import available, find_file, search_dirs
 
@@ -132,7 +135,7 @@ class EmbodimentConfig:
     video: ModalityWindow
     state: StateConfig
     action: ActionConfig
-    language: ModalityWindow
+    language: LanguageConfig
     source: str = "<dict>"
 
     @property
@@ -165,10 +168,7 @@ class EmbodimentConfig:
                 "sin_cos": list(self.state.sin_cos),
             },
             "action": {"delta_indices": list(self.action.delta_indices), "groups": groups},
-            "language": {
-                "keys": list(self.language.keys),
-                "delta_indices": list(self.language.delta_indices),
-            },
+            "language": self.language.to_dict(),
         }
 
     @classmethod
@@ -436,6 +436,6 @@ class _Parser:
             video=self.window("video", data["video"]),
             state=state,
             action=self.action(data["action"], state),
-            language=self.window("language", data["language"]),
+            language=parse_language(data["language"], self),
             source=self.source,
         )

@@ -103,11 +103,14 @@ def error_metrics(
 
 
 def observation_from_sample(sample: Mapping[str, Any], language_key: str) -> dict[str, Any]:
-    """A batched (B = 1) policy observation from a raw dataset sample."""
+    """A batched (B = 1) policy observation from a raw dataset sample (every language channel the
+    sample carries, or its one instruction under `language_key`)."""
+    text = sample["language"]
+    channels = dict(text) if isinstance(text, Mapping) else {language_key: text}
     return {
         "video": {k: np.ascontiguousarray(v)[None] for k, v in sample["video"].items()},
         "state": {k: np.asarray(v, dtype=np.float32)[None] for k, v in sample["state"].items()},
-        "language": {language_key: [[str(sample["language"])]]},
+        "language": {key: [[str(value)]] for key, value in channels.items()},
     }
 
 
