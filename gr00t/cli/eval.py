@@ -151,7 +151,8 @@ def _eval(argv: list[str]) -> int:
     if jump and jump["boundaries"]:
         print(
             f"  chunk boundaries (latency {report.latency_steps} steps): {jump['boundaries']}, mean jump "
-            f"{jump['mean']:.6g} (recorded step there {jump['ground_truth_step']:.6g})"
+            f"{jump['mean']:.6g} (recorded step there {jump['ground_truth_step']:.6g}, policy step inside "
+            f"chunks {jump['inner_step']:.6g})"
         )
     print(f"metrics: {path}")
     return 0

@@ -12,8 +12,10 @@ index 0. ``j = 0`` is the synchronous controller (queries every k steps, no pref
 
 Executed actions are compared with the recorded ones (MSE/MAE, as the plain replay). At every
 chunk boundary the jump ``|first new action − last executed action|`` is measured per dimension
-(in the dataset's units), with the recorded actions' own step ``|a_t − a_{t−1}|`` at the same
-places as the scale a smooth controller should stay near.
+(in the dataset's units), next to two scales: the recorded actions' own step ``|a_t − a_{t−1}|``
+at the same places (what a smooth controller should stay near) and the policy's own step between
+consecutive actions inside its chunks (``inner_step``; a jump above it is a boundary effect, not
+general jitter).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def replay_with_latency(
 ) -> dict[str, Any]:
     """Replay one episode; returns ``query_steps``, ``predicted`` / ``ground_truth`` (executed and
     recorded actions per key, ``[N, D]``), ``boundary_jump`` and ``ground_truth_step`` (per key,
-    ``[boundaries, D]``)."""
+    ``[boundaries, D]``) and ``inner_step`` (per key, ``[steps, D]``: executed steps inside chunks)."""
     emb = dataset.embodiment
     horizon = emb.action_horizon
     k = horizon if action_horizon is None else int(action_horizon)
@@ -65,6 +67,7 @@ def replay_with_latency(
     truth: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     jumps: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     gt_steps: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    inner: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     chunk: dict[str, np.ndarray] = {}
     for i, step in enumerate(queries):
         sample = dataset.sample(episode, step)
@@ -79,6 +82,7 @@ def replay_with_latency(
                 jumps[key].append(np.abs(chunk[key][first] - executed[key][step + first - 1]))
                 gt_steps[key].append(np.abs(recorded[key][first] - truth[key][step + first - 1]))
             executed[key].extend(chunk[key][first:k])
+            inner[key].extend(np.abs(np.diff(chunk[key][first:k], axis=0)))
             truth[key].extend(recorded[key][first:k])
     return {
         "query_steps": queries,
@@ -86,6 +90,7 @@ def replay_with_latency(
         "ground_truth": {key: np.stack(v) for key, v in truth.items()},
         "boundary_jump": {key: _rows(v, chunk[key].shape[-1]) for key, v in jumps.items()},
         "ground_truth_step": {key: _rows(v, chunk[key].shape[-1]) for key, v in gt_steps.items()},
+        "inner_step": {key: _rows(v, chunk[key].shape[-1]) for key, v in inner.items()},
     }
 
 
@@ -140,21 +145,24 @@ def _ask(
 
 
 def boundary_metrics(episodes: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean boundary jump per key and over all keys, next to the recorded actions' own step there:
-    ``{"boundaries", "mean", "ground_truth_step", "per_key": {key: {"mean", "ground_truth_step"}}}``."""
+    """Mean boundary jump per key and over all keys, next to the recorded actions' own step there and
+    the policy's step inside chunks: ``{"boundaries", "mean", "ground_truth_step", "inner_step",
+    "per_key": {key: {"mean", "ground_truth_step", "inner_step"}}}``."""
     keys = list(episodes[0]["boundary_jump"])
-    jumps = {key: np.concatenate([e["boundary_jump"][key] for e in episodes]) for key in keys}
-    steps = {key: np.concatenate([e["ground_truth_step"][key] for e in episodes]) for key in keys}
-    count = len(next(iter(jumps.values())))
+    names = {"mean": "boundary_jump", "ground_truth_step": "ground_truth_step", "inner_step": "inner_step"}
+    arrays = {
+        name: {key: np.concatenate([e[field][key] for e in episodes]) for key in keys}
+        for name, field in names.items()
+    }
+    count = len(arrays["mean"][keys[0]])
     if count == 0:
-        return {"boundaries": 0, "mean": None, "ground_truth_step": None, "per_key": {}}
-    mean = lambda arrays: float(np.mean(np.concatenate([a.ravel() for a in arrays])))  # noqa: E731
+        return {"boundaries": 0, **{name: None for name in names}, "per_key": {}}
+
+    def mean(values: Any) -> float:
+        return float(np.mean(np.concatenate([a.ravel() for a in values]))) if len(values) else float("nan")
+
     return {
         "boundaries": int(count),
-        "mean": mean(jumps.values()),
-        "ground_truth_step": mean(steps.values()),
-        "per_key": {
-            key: {"mean": float(jumps[key].mean()), "ground_truth_step": float(steps[key].mean())}
-            for key in keys
-        },
+        **{name: mean(list(per_key.values())) for name, per_key in arrays.items()},
+        "per_key": {key: {name: mean([arrays[name][key]]) for name in names} for key in keys},
     }

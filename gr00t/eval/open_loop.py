@@ -42,6 +42,7 @@ class EpisodeResult:
     # latency replay only (gr00t.eval.latency_replay): per key [boundaries, D]
     boundary_jump: dict[str, np.ndarray] | None = None
     ground_truth_step: dict[str, np.ndarray] | None = None
+    inner_step: dict[str, np.ndarray] | None = None
 
     @property
     def num_steps(self) -> int:

@@ -74,6 +74,9 @@ def test_async_replay_freezes_the_executed_prefix_and_measures_jumps(demo_datase
         np.testing.assert_allclose(out["boundary_jump"][key], np.stack(want), atol=1e-6)
         gt = [np.abs(rec[key][s + 4] - rec[key][s + 3]) for s in plan[1:]]
         np.testing.assert_allclose(out["ground_truth_step"][key], np.stack(gt), atol=1e-6)
+        # inside chunks the offsets cancel: the policy's own step is the recorded step there
+        inside = [np.abs(np.diff(rec[key][a:b], axis=0)) for a, b in ((0, 16), (16, 28), (28, 40), (40, 52))]
+        np.testing.assert_allclose(out["inner_step"][key], np.concatenate(inside), atol=1e-5)
 
 
 def test_latency_zero_is_the_synchronous_replay_with_jumps(demo_dataset_v3, shared_dataset):
@@ -85,5 +88,6 @@ def test_latency_zero_is_the_synchronous_replay_with_jumps(demo_dataset_v3, shar
     np.testing.assert_array_equal(report.episodes[0].predicted["arm"], plain.predicted["arm"])
     jump = report.metrics["boundary_jump"]
     assert jump["boundaries"] == 2 and jump["mean"] > jump["ground_truth_step"]  # the 0.1 offsets
+    assert jump["inner_step"] < jump["mean"]
     assert set(jump["per_key"]) == {"arm", "gripper"}
     assert json.loads(json.dumps(report.to_dict()))["latency_steps"] == 0
