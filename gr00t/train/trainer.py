@@ -89,6 +89,7 @@ from gr00t.train.logging_callbacks import (
     StepMetricsCallback,
     configure_wandb,
     finish_wandb,
+    run_info,
     wandb_report_to,
 )
 from gr00t.train.lora import LORA_DEFAULT_TARGETS, apply_lora, lora_module_pattern
@@ -352,7 +353,7 @@ def run_training(
     all_callbacks: list[TrainerCallback] = [
         stop_on_preemption,
         MetricsFileCallback(run_dir),
-        LossCurveCallback(run_dir),
+        LossCurveCallback(run_dir, run_info(experiment_config)),
         *(callbacks or []),
     ]
     trainer = Gr00tTrainer(
