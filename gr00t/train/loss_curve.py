@@ -51,9 +51,9 @@ def series(records: Iterable[Mapping], key: str | tuple[str, ...]) -> tuple[np.n
 
 
 def ema_weight(n: int) -> float:
-    """Smoothing weight for ``n`` points: 1 - 50/n (a time constant of 2% of the run), at most 0.98;
-    none up to 50 points."""
-    return float(min(0.98, 1.0 - 50.0 / n)) if n > 50 else 0.0
+    """Smoothing weight for ``n`` points: a time constant of 2% of the run (at least 2 points), so
+    ``1 - 1/max(2, n/50)``, at most 0.98; no smoothing under 20 points."""
+    return float(min(0.98, 1.0 - 1.0 / max(2.0, n / 50.0))) if n >= 20 else 0.0
 
 
 def ema(values: np.ndarray, weight: float) -> np.ndarray:

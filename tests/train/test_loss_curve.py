@@ -41,7 +41,8 @@ def _lines(fig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def test_ema_is_debiased_and_weight_grows_with_points():
-    assert ema_weight(50) == 0.0 and ema_weight(500) == pytest.approx(0.9) and ema_weight(10_000) == 0.98
+    assert ema_weight(19) == 0.0 and ema_weight(31) == 0.5 and ema_weight(500) == pytest.approx(0.9)
+    assert ema_weight(10_000) == 0.98
     np.testing.assert_allclose(ema(np.full(20, 3.0), 0.9), 3.0)  # a constant stays put from the first point
     x = np.array([1.0, 0.0, 0.0])
     w = 0.5
