@@ -20,8 +20,6 @@ up to `max_quantile_rows` rows, beyond that from a uniform random subset of that
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from gr00t import atomic
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.state_action import to_relative
 
@@ -336,22 +335,6 @@ def _from_json(entry: Mapping[str, Any], where: str) -> Stats:
     return out
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -377,8 +360,8 @@ def write_stats(
     for column, stats in column_stats.items():
         entry = existing.get(column)
         existing[column] = {**(entry if isinstance(entry, dict) else {}), **_to_json(stats)}
-    atomic_write_json(stats_path, existing)
-    atomic_write_json(
+    atomic.write_json(stats_path, existing)
+    atomic.write_json(
         rel_path,
         {
             "embodiment": embodiment.tag,

@@ -12,10 +12,7 @@ action dict) or a `PolicyClient` talking to `gr00t-serve` (returns ``(action, in
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gr00t import atomic
 from gr00t.eval.plots import plot_episode
 
 logger = logging.getLogger(__name__)
@@ -208,14 +206,4 @@ def run_open_loop(
 
 def write_report(report: OpenLoopReport, path: str | Path) -> Path:
     """Write the report as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(report.to_dict(), fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_json(path, report.to_dict())

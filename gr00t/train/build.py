@@ -32,6 +32,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from gr00t import atomic
+
 logger = logging.getLogger(__name__)
 
 # Model config fields that may change when finetuning a pretrained checkpoint: everything else
@@ -464,7 +466,7 @@ def build_and_train(cfg: DictConfig) -> int:
     }
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(run_dir / "effective_settings.json", effective)
+        atomic.write_json(run_dir / "effective_settings.json", effective)
         logger.info("effective settings:\n%s", json.dumps(effective, indent=2, default=str))
         print(
             f"[gr00t] {cfg.get('recipe')}: {model_source['source']}, "
@@ -511,9 +513,3 @@ def apply_cpu_threads(threads: int | None) -> int | None:
 def _configure_logging(info: DistInfo) -> None:
     level = logging.INFO if info.is_main else logging.WARNING
     logging.getLogger("gr00t").setLevel(level)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from gr00t import atomic
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -132,10 +134,11 @@ def write_loss_curve(log_history: list[dict], path: str | Path) -> Path | None:
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic.atomic_file(path, "wb") as fh:
+            fig.savefig(fh, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -172,9 +175,7 @@ def configure_wandb(run_dir: str | Path, mode: str | None, project: str, run_nam
     else:
         run_id = secrets.token_hex(6)
         if int(os.environ.get("RANK", "0")) == 0:
-            tmp = id_file.with_name(f".{id_file.name}.tmp-{os.getpid()}")
-            tmp.write_text(run_id)
-            os.replace(tmp, id_file)
+            atomic.write_text(id_file, run_id)
     os.environ["WANDB_RUN_ID"] = run_id
     os.environ["WANDB_RESUME"] = "allow"
     return report_to

@@ -70,6 +70,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
 
+from gr00t import atomic
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.arguments import (
     DEFAULT_TORCH_EXTENSIONS_DIR,
@@ -433,9 +434,10 @@ def run_training(
     )
     if preempted:
         if args.should_save:
-            ckpt.write_json_atomic(
+            atomic.write_json(
                 run_dir / ckpt.PREEMPTED_MARKER,
                 {"step": result.global_step, "signal": handler.signal_name, "checkpoint": str(last)},
+                sort_keys=True,
             )
         barrier()
         logger.warning(

@@ -6,15 +6,17 @@ The crash-during-write and resume-exactness tests run the real trainer in subpro
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from gr00t.train import checkpoint as ckpt
 
+# A pid no process can have (above the kernel's pid_max): its temporary folders belong to no live run.
+DEAD_PID = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
 
-def _fake_written(run_dir: Path, step: int, pid: int = 4242) -> Path:
+
+def _fake_written(run_dir: Path, step: int, pid: int = DEAD_PID) -> Path:
     tmp = ckpt.temp_checkpoint_dir(run_dir, step, pid)
     tmp.mkdir(parents=True)
     (tmp / "model.safetensors").write_bytes(b"weights-%d" % step)
@@ -47,10 +49,13 @@ def test_latest_ignores_incomplete_and_orders_numerically(tmp_path: Path) -> Non
     ]
     assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
     incomplete = {p.name for p in ckpt.incomplete_checkpoints(tmp_path)}
-    assert incomplete == {"checkpoint-100", "checkpoint-200.tmp-4242"}
+    assert incomplete == {"checkpoint-100", f"checkpoint-200.tmp-{DEAD_PID}"}
     removed = ckpt.remove_incomplete(tmp_path)
     assert {p.name for p in removed} == incomplete
-    assert not (tmp_path / "checkpoint-100").exists() and not (tmp_path / "checkpoint-200.tmp-4242").exists()
+    assert (
+        not (tmp_path / "checkpoint-100").exists()
+        and not (tmp_path / f"checkpoint-200.tmp-{DEAD_PID}").exists()
+    )
     assert (tmp_path / "checkpoint-final").exists() and (tmp_path / "checkpoint-10").exists()
 
 
@@ -98,14 +103,6 @@ def test_helpers_reject_bad_input(tmp_path: Path) -> None:
     assert ckpt.read_data_state(tmp_path) is None
 
 
-def test_atomic_json_leaves_no_temp_files(tmp_path: Path) -> None:
-    target = tmp_path / "x.json"
-    ckpt.write_json_atomic(target, {"a": 1})
-    ckpt.write_json_atomic(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 2}
-    assert os.listdir(tmp_path) == ["x.json"]
-
-
 # ---- resume compatibility ----------------------------------------------------------------------
 
 
@@ -126,6 +123,18 @@ def dropout_checkpoint(tmp_path_factory) -> Path:
     tmp = ckpt.temp_checkpoint_dir(run_dir, 3, 1)
     _tiny(state_dropout_prob=0.5).save_pretrained(tmp)
     return ckpt.publish(tmp, 3)
+
+
+def test_published_checkpoint_files_are_shareable(dropout_checkpoint: Path) -> None:
+    """safetensors writes its weights 0600; a published checkpoint has ordinary umask modes (0644/0755)."""
+    import stat
+
+    from gr00t import atomic
+
+    assert (dropout_checkpoint / "model.safetensors").is_file()
+    for path in [dropout_checkpoint, *dropout_checkpoint.rglob("*")]:
+        want = atomic.dir_mode() if path.is_dir() else atomic.file_mode()
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
 
 
 def test_resume_check_refuses_removed_and_reshaped_parameters(dropout_checkpoint: Path) -> None:
