@@ -245,8 +245,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from gr00t.data.mixture import MixtureError
     from gr00t.data.stats import StatsError
     from gr00t.train.build import BuildError
+    from gr00t.train.run_lock import RunDirLocked
 
-    return (ConfigError, BuildError, EmbodimentConfigError, MixtureError, StatsError)
+    return (ConfigError, BuildError, EmbodimentConfigError, MixtureError, StatsError, RunDirLocked)
 
 
 def _rank() -> int:

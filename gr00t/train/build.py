@@ -33,6 +33,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from gr00t import atomic
+from gr00t.train.lifetime import tie_trainer_to_launcher
+from gr00t.train.run_lock import locks_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -401,9 +403,11 @@ def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
 # ---- entry -----------------------------------------------------------------------------------------
 
 
+@locks_run_dir("cfg", lambda cfg: cfg.run_dir)  # fail fast when another run holds run_dir
 def build_and_train(cfg: DictConfig) -> int:
     """Build everything from `cfg` and train; returns the process exit code."""
     t0 = time.perf_counter()
+    tie_trainer_to_launcher()  # under torchrun: die with the agent rather than outlive it as an orphan
     info = dist_info()
     _configure_logging(info)
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()

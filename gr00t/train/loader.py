@@ -9,12 +9,14 @@ sample for augmentations to be resume-exact.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gr00t.train.preemption import configure_worker_signals
 from gr00t.train.settings import TrainingSettings
 
 
@@ -79,6 +81,11 @@ def resolve_sampler(sampler: Any, dataset: Dataset, seed: int, rank: int, world_
     return sampler
 
 
+def worker_init(worker_id: int, signals: tuple[str, ...] = ()) -> None:
+    """Set-up of each DataLoader worker process."""
+    configure_worker_signals(signals)  # a signal to the whole job must not kill workers mid-step
+
+
 def build_train_dataloader(
     dataset: Dataset,
     sampler: Any,
@@ -99,4 +106,5 @@ def build_train_dataloader(
         prefetch_factor=(settings.dataloader_prefetch_factor or 2) if workers > 0 else None,
         persistent_workers=False,
         generator=generator,
+        worker_init_fn=functools.partial(worker_init, signals=tuple(settings.preemption_signals)),
     )

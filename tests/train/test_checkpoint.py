@@ -6,6 +6,7 @@ The crash-during-write and resume-exactness tests run the real trainer in subpro
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,26 @@ def test_resume_check_reads_sharded_weights(tmp_path: Path) -> None:
     assert shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ckpt.check_resume_compatible(tmp_path, model) == {}
     assert ckpt.checkpoint_tensor_shapes(tmp_path / "nothing") is None
+
+
+def test_cleanup_never_touches_a_live_writers_temporary(tmp_path: Path) -> None:
+    """Another live process's checkpoint-<N>.tmp-<pid> survives remove_incomplete and archiving."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        live = _fake_written(tmp_path, 8, pid=other.pid)
+        dead = _fake_written(tmp_path, 6)
+        mine = _fake_written(tmp_path, 4, pid=os.getpid())  # left by this very process: ours to clean
+        assert ckpt.temp_owner(live) == other.pid and ckpt.foreign_temporaries(tmp_path) == [live]
+        assert set(ckpt.remove_incomplete(tmp_path)) == {dead, mine}
+        assert live.is_dir() and (live / "model.safetensors").read_bytes() == b"weights-8"
+        ckpt.publish(_fake_written(tmp_path, 2), 2)
+        archived = ckpt.archive_checkpoints(tmp_path)
+        assert archived is not None and (archived / "checkpoint-2").is_dir() and live.is_dir()
+    finally:
+        other.kill()
+        other.wait()
+    assert ckpt.foreign_temporaries(tmp_path) == []  # its writer is gone: now it is debris
+    assert ckpt.remove_incomplete(tmp_path) == [live] and not live.exists()
