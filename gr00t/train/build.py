@@ -209,9 +209,11 @@ def mixture_embodiments(mixture: Any, main: Any | None) -> dict[str, Any]:
 
 
 def ensure_all_stats(
-    mixture: Any, embodiments: Mapping[str, Any], info: DistInfo
+    mixture: Any, embodiments: Mapping[str, Any], info: DistInfo, recompute: bool = False
 ) -> dict[str, tuple[Any, Any]]:
-    """Per embodiment tag: (stats, relative_stats) over its datasets; rank 0 computes, others wait."""
+    """Per embodiment tag: (stats, relative_stats) over its datasets; rank 0 computes, others wait.
+
+    Statistics that do not fit are an error unless ``recompute`` (`recompute_stats=true`)."""
     from gr00t.data.stats import ensure_stats
 
     roots: dict[str, list[Path]] = {}
@@ -222,7 +224,9 @@ def ensure_all_stats(
         configs[emb.tag] = emb
     out = {}
     for tag, paths in roots.items():
-        out[tag] = ensure_stats(paths, configs[tag], is_main_process=info.is_main, barrier=barrier)
+        out[tag] = ensure_stats(
+            paths, configs[tag], is_main_process=info.is_main, barrier=barrier, recompute=recompute
+        )
     return out
 
 
@@ -425,7 +429,7 @@ def build_and_train(cfg: DictConfig) -> int:
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
     embodiments = mixture_embodiments(mixture, main)
-    stats = ensure_all_stats(mixture, embodiments, info)
+    stats = ensure_all_stats(mixture, embodiments, info, recompute=bool(cfg.get("recompute_stats")))
 
     model, model_source = build_model(cfg)
     processor = build_processor(cfg, model.config, embodiments, stats)
