@@ -1,7 +1,9 @@
 """`gr00t-serve checkpoint=<dir> embodiment=<name> [host=127.0.0.1] [port=5555] [api_token=...]`
 
 Loads a checkpoint as a `Gr00tPolicy` and serves it with the reference GR00T ZeroMQ protocol until a
-client sends ``kill`` (or Ctrl-C / SIGTERM). The API token may also come from ``GR00T_API_TOKEN`` so
+client sends ``kill`` (or Ctrl-C / SIGTERM). Each request's cost is bounded by the ``max_*`` keys
+(`gr00t.policy.limits`): batch size, frames, pixels, aspect ratio, denoising steps, instruction length;
+a request beyond them is answered with ``{"error": ...}`` before any image work. The API token may also come from ``GR00T_API_TOKEN`` so
 that it does not show in the process list.
 """
 
@@ -34,6 +36,18 @@ class ServeArgs:
     denoising_steps: int | None = None
     seed: int | None = None
     max_message_mb: float = 64.0
+    # per-request cost bounds (gr00t.policy.limits.RequestLimits), checked before any image work
+    max_batch_size: int = 64
+    max_frames: int = 16
+    max_image_pixels: int = 2048 * 2048
+    max_aspect_ratio: float = 8.0
+    max_request_pixels: int = 16 * 1024 * 1024
+    max_denoising_steps: int = 64
+    max_instruction_chars: int = 4096
+    max_channels: int = 4
+    max_array_values: int = 1024 * 1024
+    max_rtc_steps: int = 1024
+    max_keys: int = 256
     log_level: str = "INFO"
 
 
@@ -49,6 +63,17 @@ _HELP = {
     "denoising_steps": "Euler steps per action chunk; null = the model config value",
     "seed": "seed for the initial noise of every call; null = fresh noise per call",
     "max_message_mb": "reject requests larger than this; twice this drops the connection",
+    "max_batch_size": "reject requests with more observation rows (batch B)",
+    "max_frames": "reject more frames per camera view (T)",
+    "max_image_pixels": "reject frames with more pixels (H x W)",
+    "max_aspect_ratio": "reject frames whose longer side exceeds the shorter one this many times",
+    "max_request_pixels": "reject requests whose frames hold more pixels in all",
+    "max_denoising_steps": "reject options.denoising_steps above this",
+    "max_instruction_chars": "reject longer language instructions",
+    "max_channels": "reject frames with more channels (C)",
+    "max_array_values": "reject other arrays (state, RTC actions) with more values",
+    "max_rtc_steps": "reject options.rtc frozen/overlap steps or prev_actions longer than this",
+    "max_keys": "reject observation mappings with more keys",
     "log_level": "python logging level",
 }
 
@@ -148,9 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from gr00t.policy.limits import RequestLimits
     from gr00t.policy.policy import Gr00tPolicy
     from gr00t.policy.server import PolicyServer
 
+    try:
+        limits = RequestLimits.from_mapping(dataclasses.asdict(args))
+    except ValueError as exc:
+        raise SystemExit(f"gr00t-serve: {exc}") from exc
     token = args.api_token if args.api_token is not None else os.environ.get("GR00T_API_TOKEN") or None
     policy = Gr00tPolicy.from_checkpoint(
         args.checkpoint,
@@ -167,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         api_token=token,
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+        limits=limits,
     )
 
     def _terminate(signum: int, _frame: Any) -> None:
