@@ -244,10 +244,19 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from gr00t.data.embodiment import EmbodimentConfigError
     from gr00t.data.mixture import MixtureError
     from gr00t.data.stats import StatsError
+    from gr00t.model.checkpoint_files import IncompleteCheckpointError
     from gr00t.train.build import BuildError
     from gr00t.train.run_lock import RunDirLocked
 
-    return (ConfigError, BuildError, EmbodimentConfigError, MixtureError, StatsError, RunDirLocked)
+    return (
+        ConfigError,
+        BuildError,
+        EmbodimentConfigError,
+        MixtureError,
+        StatsError,
+        RunDirLocked,
+        IncompleteCheckpointError,
+    )
 
 
 def _rank() -> int:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from gr00t import atomic
+from gr00t.model.checkpoint_files import check_checkpoint_files
 
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
@@ -310,12 +311,15 @@ def config_differences(
 def check_resume_compatible(checkpoint: str | Path, model: Any) -> dict[str, tuple[Any, Any]]:
     """Raise `ResumeMismatchError` unless ``model`` has exactly the checkpoint's parameters.
 
+    First every file a resume reads is checked (`IncompleteCheckpointError` names a truncated one).
+
     The decision compares parameter names and shapes (the checkpoint's safetensors headers against
     ``model.state_dict()``), so training-only config changes (``tune_*``, dropout rates that keep the
     same parameters, ...) are allowed. The error names the differing config.json fields, the first
     differing parameters and the checkpoint. Returns the config differences (for logging).
     """
     checkpoint = Path(checkpoint)
+    check_checkpoint_files(checkpoint)  # a truncated or corrupt file is named here, not deep in a loader
     config_path = checkpoint / "config.json"
     saved_config: dict[str, Any] = {}
     if config_path.is_file():
