@@ -176,9 +176,11 @@ def check_stats(root: str | Path, embodiment: EmbodimentConfig | str) -> StatsCh
 
 
 def how_to_fix(root: Path, emb: EmbodimentConfig, report: StatsCheck) -> str:
+    """The command that fixes what `report` found (one sentence)."""
+    name = emb.name or emb.tag
     if report.problems:
         return (
             f"statistics are never replaced silently: recompute them with recompute_stats=true "
-            f"or `gr00t-stats {root} --embodiment {emb.name} --recompute`"
+            f"or `gr00t-stats {root} embodiment={name} recompute=true`"
         )
-    return f"run `gr00t-stats {root} --embodiment {emb.name}`"
+    return f"run `gr00t-stats {root} embodiment={name}`"

@@ -57,7 +57,7 @@ def test_wrong_width_is_an_error_naming_file_key_and_shapes(root, caplog):
         ensure_stats([root], EMB)
     message = str(info.value)
     assert f"{root / STATS_FILE}: 'observation.state' 'std' has shape [6], expected [7]" in message
-    assert "meta/info.json" in message and "recompute_stats=true" in message and "--recompute" in message
+    assert "meta/info.json" in message and "recompute_stats=true" in message and "recompute=true`" in message
     assert "\n" not in message
     assert (root / STATS_FILE).read_bytes() == raw  # never overwritten silently
     with pytest.raises(StatsError, match="'std' has shape \\[6\\], expected \\[7\\]"):
@@ -144,12 +144,12 @@ def test_statistics_files_honour_the_umask(demo_dataset_v3, tmp_path):
 
 def test_cli_refuses_to_overwrite_unless_recompute(root, capsys):
     raw = _edit(root / STATS_FILE, lambda d: d["action"].update(max=[1.0] * 9))
-    assert stats_main([str(root), "--embodiment", EMB]) == 1
+    assert stats_main([str(root), "--embodiment", EMB]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gr00t-stats: error: ") and err.count("\n") == 1
-    assert "'action' 'max' has shape [9], expected [7]" in err and "--recompute" in err
+    assert "'action' 'max' has shape [9], expected [7]" in err and "recompute=true" in err
     assert (root / STATS_FILE).read_bytes() == raw
-    assert stats_main([str(root), "--embodiment", EMB, "--recompute"]) == 0
+    assert stats_main([str(root), f"embodiment={EMB}", "--recompute"]) == 0
     assert "replaced" in capsys.readouterr().out
     assert np.asarray(json.loads((root / STATS_FILE).read_text())["action"]["max"]).shape == (7,)
     mtime = (root / STATS_FILE).stat().st_mtime_ns
