@@ -107,7 +107,7 @@ def _eval(argv: list[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from gr00t.data.dataset import Gr00tDataset
-    from gr00t.eval.open_loop import as_action_fn, run_open_loop, write_report
+    from gr00t.eval.open_loop import run_open_loop, write_report
 
     dataset = Gr00tDataset(data, embodiment)
     if episodes is None:
@@ -119,7 +119,7 @@ def _eval(argv: list[str]) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else Path("outputs") / "open_loop" / name
     try:
         report = run_open_loop(
-            as_action_fn(policy),
+            policy,
             dataset,
             episodes=episodes,
             action_horizon=args.action_horizon,

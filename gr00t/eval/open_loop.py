@@ -6,14 +6,14 @@ chunk are compared with the recorded actions of the same steps. Steps after the 
 action window fits in the episode are not evaluated. Errors are in the dataset's own units
 (absolute, un-normalised): MSE and MAE per action key, per dimension, and over all keys.
 
-The policy is anything with ``get_action(observation, options)``: a local `Gr00tPolicy` (returns the
-action dict) or a `PolicyClient` talking to `gr00t-serve` (returns ``(action, info)``).
+The policy is any `gr00t.policy.base.Policy`: a local `Gr00tPolicy` or a `PolicyClient` talking to
+`gr00t-serve`; both answer ``get_action(observation, options)`` with the action dict.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,24 +22,9 @@ import numpy as np
 
 from gr00t import atomic
 from gr00t.eval.plots import plot_episode
+from gr00t.policy.base import Policy
 
 logger = logging.getLogger(__name__)
-
-ActionFn = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, np.ndarray]]
-
-
-def as_action_fn(policy: Any) -> ActionFn:
-    """Adapt a policy or client so that it returns just the action dict."""
-
-    def act(observation: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-        result = policy.get_action(observation, options)
-        if isinstance(result, tuple) and len(result) == 2:
-            result = result[0]
-        if not isinstance(result, Mapping):
-            raise TypeError(f"policy returned {type(result).__name__}, expected an action dict")
-        return dict(result)
-
-    return act
 
 
 @dataclass
@@ -119,7 +104,7 @@ def observation_from_sample(sample: Mapping[str, Any], language_key: str) -> dic
 
 
 def evaluate_episode(
-    act: ActionFn,
+    policy: Policy,
     dataset: Any,
     episode: int,
     action_horizon: int | None = None,
@@ -150,7 +135,9 @@ def evaluate_episode(
         sample = dataset.sample(episode, step)
         obs = observation_from_sample(sample, emb.language.keys[0])
         options = None if seed is None else {"seed": int(seed) + i}
-        action = act(obs, options)
+        action = policy.get_action(obs, options)
+        if not isinstance(action, Mapping):
+            raise TypeError(f"policy returned {type(action).__name__}, expected an action dict")
         for key in emb.action.keys:
             if key not in action:
                 raise KeyError(f"policy answer lacks action key {key!r} (got {sorted(action)})")
@@ -168,7 +155,7 @@ def evaluate_episode(
 
 
 def run_open_loop(
-    act: ActionFn,
+    policy: Policy,
     dataset: Any,
     episodes: Sequence[int] | None = None,
     action_horizon: int | None = None,
@@ -183,7 +170,7 @@ def run_open_loop(
         raise ValueError(f"episodes {unknown} are not in {dataset.root} (usable: {dataset.episode_indices})")
     results = []
     for ep in chosen:
-        res = evaluate_episode(act, dataset, ep, action_horizon, max_steps, seed)
+        res = evaluate_episode(policy, dataset, ep, action_horizon, max_steps, seed)
         if plot_dir is not None:
             res.plot = plot_episode(
                 res.predicted,

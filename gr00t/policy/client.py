@@ -1,23 +1,28 @@
 """Light client for a GR00T policy server; needs only pyzmq, msgpack and numpy.
 
 Speaks the reference protocol (see `gr00t.policy.protocol`), so it also talks to NVIDIA's reference
-server, and the reference's own `PolicyClient` talks to `gr00t-serve`. `get_action` returns
-``(action, info)`` like the reference client.
+server, and the reference's own `PolicyClient` talks to `gr00t-serve`. It is a `Policy` like the
+local `Gr00tPolicy`: `get_action` returns the action dict; the server's info dict (the reference
+client's second return value) comes with `get_action_and_info`.
 
     client = PolicyClient(host="127.0.0.1", port=5555)
-    action, info = client.get_action(observation)
+    action = client.get_action(observation)
+    action, info = client.get_action_and_info(observation)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import zmq
 
+from gr00t.policy.base import Policy
 from gr00t.policy.protocol import DEFAULT_PORT, ServerError, make_request, pack, unpack
 
 
-class PolicyClient:
+class PolicyClient(Policy):
     """REQ client. A request that gets no reply within `timeout_ms` raises TimeoutError (the socket is
     then rebuilt, so the client stays usable)."""
 
@@ -76,15 +81,21 @@ class PolicyClient:
             return False
 
     def get_action(
-        self, observation: dict[str, Any], options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(action, info)`` for an observation ``{"video": ..., "state": ..., "language": ...}``."""
+        self, observation: Mapping[str, Any], options: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The action dict for an observation ``{"video": ..., "state": ..., "language": ...}``."""
+        return self.get_action_and_info(observation, options)[0]
+
+    def get_action_and_info(
+        self, observation: Mapping[str, Any], options: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(action, info)``: the server's whole ``[action, info]`` reply."""
         response = self.call_endpoint("get_action", {"observation": observation, "options": options})
         if not isinstance(response, list) or len(response) != 2:
             raise ServerError(f"get_action: expected a [action, info] reply, got {type(response).__name__}")
         return response[0], response[1]
 
-    def reset(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    def reset(self, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Reset the policy's episode state; returns the server's info dict."""
         return self.call_endpoint("reset", {"options": options})
 

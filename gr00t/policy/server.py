@@ -27,10 +27,11 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
+from gr00t.policy.base import Policy
 from gr00t.policy.limits import RequestLimits, RequestRejected
 from gr00t.policy.protocol import (
     DEFAULT_HOST,
@@ -50,16 +51,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _MAX_ENVELOPE_FRAMES = 8  # routing frames kept for the reply (a REQ peer's: identity + empty delimiter)
 
 
-class ServablePolicy(Protocol):
-    """What the server needs from a policy (`gr00t.policy.Gr00tPolicy` satisfies it)."""
-
-    def get_action(self, observation: dict[str, Any], options: dict[str, Any] | None = None) -> Any: ...
-
-    def reset(self, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
-
-    def get_modality_config(self) -> dict[str, Any]: ...
-
-
 @dataclass
 class Endpoint:
     """A named handler; `requires_input` handlers are called with the request's ``data`` as kwargs."""
@@ -77,7 +68,7 @@ class PolicyServer:
 
     def __init__(
         self,
-        policy: ServablePolicy,
+        policy: Policy,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         api_token: str | None = None,

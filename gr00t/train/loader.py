@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gr00t.model.batch import Gr00tBatch
 from gr00t.train.preemption import configure_worker_signals
 from gr00t.train.settings import TrainingSettings
 
@@ -44,7 +45,9 @@ class EndlessSampler(Sampler[int]):
 
 
 def batch_size_of(batch: Any) -> int:
-    """Number of samples in a collated batch (a dict of tensors, or a tuple of tensors)."""
+    """Number of samples in a collated batch (a `Gr00tBatch`, a dict of tensors or a tuple of tensors)."""
+    if isinstance(batch, Gr00tBatch):
+        return len(batch)
     if isinstance(batch, dict):
         for key in ("embodiment_id", "state", "action"):
             value = batch.get(key)

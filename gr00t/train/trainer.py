@@ -60,6 +60,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -105,12 +106,14 @@ from gr00t.train.optimizer_state import (
 from gr00t.train.preemption import REQUEUE_EXIT_CODE, PreemptionHandler, StopOnPreemption
 from gr00t.train.run_lock import locks_run_dir
 from gr00t.train.settings import TrainingResult, TrainingSettings
+from gr00t.train.typed_batch import TypedBatchHooks
 
 logger = logging.getLogger(__name__)
 
 
-class Gr00tTrainer(Trainer):
-    """HF Trainer with our optimiser/schedule, sampler-based data position and atomic checkpoints."""
+class Gr00tTrainer(TypedBatchHooks, Trainer):
+    """HF Trainer with our optimiser/schedule, sampler-based data position and atomic checkpoints,
+    fed `Gr00tBatch` objects (see :mod:`gr00t.train.typed_batch`)."""
 
     def __init__(
         self,
@@ -188,10 +191,10 @@ class Gr00tTrainer(Trainer):
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         start = time.perf_counter()
-        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        batches = list(itertools.islice(epoch_iterator, num_batches))
         self.step_metrics.add_data_wait(time.perf_counter() - start)
         self.samples_consumed_local += sum(batch_size_of(b) for b in batches)
-        return batches, num_items
+        return batches, None  # the flow loss is a per-batch mean: HF's item count is not needed
 
     def data_state(self) -> dict[str, Any]:
         """Sampler state at the current data position (global draws consumed by all ranks)."""

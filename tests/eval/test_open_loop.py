@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from gr00t.data.dataset import Gr00tDataset
-from gr00t.eval.open_loop import as_action_fn, error_metrics, evaluate_episode, run_open_loop
+from gr00t.eval.open_loop import error_metrics, evaluate_episode, run_open_loop
+from gr00t.policy.base import Policy
 from gr00t.policy.client import PolicyClient
 from gr00t.policy.policy import Gr00tPolicy
 from gr00t.policy.server import PolicyServer
@@ -53,13 +54,30 @@ def recorded_actions(root: Path, episode: int) -> dict[str, np.ndarray]:
     return {k: rows[:, v["start"] : v["end"]] for k, v in modality.items()}
 
 
-class Replay:
+class FnPolicy(Policy):
+    """A `Policy` answering with ``fn(observation, options)`` (stands in for the model in tests whose
+    subject is the evaluation)."""
+
+    def __init__(self, fn=None) -> None:
+        self.fn = fn
+
+    def get_action(self, observation, options=None):
+        return self.fn(observation, options)
+
+    def reset(self, options=None):
+        return {}
+
+    def get_modality_config(self):
+        return {}
+
+
+class Replay(FnPolicy):
     """Answers every query with the recorded actions (+ a constant offset): known errors."""
 
     def __init__(self, root: Path, offset: float) -> None:
         self.root, self.offset, self.calls = root, offset, []
 
-    def __call__(self, obs, options=None):
+    def get_action(self, obs, options=None):
         step = len(self.calls) * H
         self.calls.append((obs, options))
         rec = recorded_actions(self.root, self.episode)
@@ -92,19 +110,19 @@ def test_action_horizon_and_max_steps(demo_dataset_v3, shared_dataset):
         calls.append(options["seed"])
         return {k: v[None, :H] for k, v in recorded_actions(demo, 0).items()}
 
-    res = evaluate_episode(act, dataset, 0, action_horizon=4, max_steps=12)
+    res = evaluate_episode(FnPolicy(act), dataset, 0, action_horizon=4, max_steps=12)
     assert res.query_steps == [0, 4, 8]
     assert res.ground_truth["arm"].shape == (12, 6)
     with pytest.raises(ValueError, match="action_horizon=17: expected 1..16"):
-        evaluate_episode(act, dataset, 0, action_horizon=17)
+        evaluate_episode(FnPolicy(act), dataset, 0, action_horizon=17)
     with pytest.raises(KeyError, match="lacks action key 'gripper'"):
-        evaluate_episode(lambda o, p=None: {"arm": np.zeros((1, H, 6), np.float32)}, dataset, 0)
+        evaluate_episode(FnPolicy(lambda o, p=None: {"arm": np.zeros((1, H, 6), np.float32)}), dataset, 0)
 
 
 @pytest.mark.slow
 def test_local_policy_metrics_and_plots(checkpoint, dataset, tmp_path):
     policy = Gr00tPolicy.from_checkpoint(checkpoint, "new_embodiment")
-    report = run_open_loop(as_action_fn(policy), dataset, plot_dir=tmp_path / "plots", seed=0)
+    report = run_open_loop(policy, dataset, plot_dir=tmp_path / "plots", seed=0)
     assert [e.episode_index for e in report.episodes] == [0, 1]
     pred = {k: np.concatenate([e.predicted[k] for e in report.episodes]) for k in ("arm", "gripper")}
     gt = {
@@ -249,5 +267,5 @@ def test_eval_on_demo_finetuned_checkpoint(demo, tmp_path):
     stats = json.loads((demo / "meta" / "stats.json").read_text())["action"]
     lo, hi = stats["min"][6], stats["max"][6]
     policy = Gr00tPolicy.from_checkpoint(ckpt, "new_embodiment")
-    res = evaluate_episode(as_action_fn(policy), Gr00tDataset(demo, "new_embodiment"), 0)
+    res = evaluate_episode(policy, Gr00tDataset(demo, "new_embodiment"), 0)
     assert res.predicted["gripper"].min() >= lo - 1e-5 and res.predicted["gripper"].max() <= hi + 1e-5

@@ -112,7 +112,7 @@ def test_server_rejects_before_the_policy_runs(threaded_server, client_factory):
     with pytest.raises(ServerError, match="max_denoising_steps"):
         client.get_action({"state": {"arm": np.ones((1, 1, 6), np.float32)}}, {"denoising_steps": 65})
     assert calls == []
-    action, _ = client.get_action({"state": {"arm": np.ones((4, 1, 6), np.float32)}})
+    action = client.get_action({"state": {"arm": np.ones((4, 1, 6), np.float32)}})
     assert calls == [1] and action["arm"].shape == (4, 1, 6)
 
 

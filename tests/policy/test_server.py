@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
+from gr00t.policy.base import Policy
 from gr00t.policy.protocol import MODALITY_CONFIG_TAG, NDARRAY_TAG, PING_REPLY, ServerError, pack, unpack
 from gr00t.policy.server import PolicyServer
 from tests.policy.conftest import DoublingPolicy
@@ -25,11 +26,15 @@ def test_ping_and_get_action_roundtrip(threaded_server, client_factory):
     assert client.ping()
     assert client.call_endpoint("ping", requires_input=False) == PING_REPLY
     obs = _obs()
-    action, info = client.get_action(obs, {"seed": 3})
+    action, info = client.get_action_and_info(obs, {"seed": 3})
     np.testing.assert_array_equal(action["arm"], obs["state"]["arm"] * 2)
     assert action["arm"].dtype == np.float32
     assert info == {"options": {"seed": 3}}
     assert client.reset() == {}
+    # as a Policy, the client answers with the action dict alone (like Gr00tPolicy)
+    assert isinstance(client, Policy)
+    plain = client.get_action(obs, {"seed": 3})
+    assert sorted(plain) == ["arm"] and np.array_equal(plain["arm"], action["arm"])
 
 
 def test_modality_config_travels_tagged_and_decodes_plain(threaded_server, client_factory):
@@ -114,7 +119,7 @@ def test_api_token(threaded_server, client_factory):
         client_factory(port, api_token="wrong").get_action(_obs())
     good = client_factory(port, api_token="s3cret")
     assert good.ping()
-    action, _ = good.get_action(_obs())
+    action = good.get_action(_obs())
     assert action["arm"].shape == (2, 1, 6)
 
 

@@ -116,7 +116,7 @@ def test_fuzz_then_ping(threaded_server, client_factory):
 
     good = client_factory(port, api_token="s3cret")
     assert good.call_endpoint("ping", requires_input=False) == PING_REPLY
-    action, _ = good.get_action({"state": {"arm": np.ones((1, 1, 3), np.float32)}})
+    action = good.get_action({"state": {"arm": np.ones((1, 1, 3), np.float32)}})
     np.testing.assert_array_equal(action["arm"], np.full((1, 1, 3), 2, np.float32))
 
 
@@ -227,7 +227,7 @@ def test_serve_process_answers_hostile_requests_fast_within_bounded_memory(tiny_
     proc, port = _start_server(tiny_checkpoint)
     try:
         with PolicyClient(host="127.0.0.1", port=port, timeout_ms=30000) as client:
-            action, _ = client.get_action(make_obs(2), {"seed": 1, "denoising_steps": 4})  # warm up
+            action = client.get_action(make_obs(2), {"seed": 1, "denoising_steps": 4})  # warm up
             idle = _rss_mb(proc.pid, "VmRSS")
             with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
                 f.write("5")  # reset the peak (VmHWM) to the current RSS
@@ -254,7 +254,7 @@ def test_serve_process_answers_hostile_requests_fast_within_bounded_memory(tiny_
             sock.close(linger=0)
             assert "single-frame request body, got 7 frames" in reply["error"]
 
-            again, _ = client.get_action(make_obs(2), {"seed": 1, "denoising_steps": 4})
+            again = client.get_action(make_obs(2), {"seed": 1, "denoising_steps": 4})
             for key in action:
                 np.testing.assert_array_equal(again[key], action[key])  # still serving, same answers
             client.kill_server()

@@ -169,12 +169,12 @@ def test_training_dataset_keys_augmentation_by_sampler_draw(demo_dataset_v3):
     first = next(iter(MixtureSampler(ds.sizes, seed=1)))
     assert isinstance(first, SampleIndex)
     a, b = ds[first], ds[first]
-    assert a["pixel_values"].equal(b["pixel_values"])  # same draw → same augmentation
+    assert a["backbone"].pixel_values.equal(b["backbone"].pixel_values)  # same draw → same augmentation
     expected = processor(ds.raw(int(first)), rng=sample_rng(first))
-    assert expected["pixel_values"].equal(a["pixel_values"])
+    assert expected["backbone"].pixel_values.equal(a["backbone"].pixel_values)
     # The same sample drawn again in a later epoch gets a fresh augmentation.
     again = SampleIndex(int(first), seed=1, epoch=first.epoch + 1, position=first.position + 3)
-    assert not ds[again]["pixel_values"].equal(a["pixel_values"])
+    assert not ds[again]["backbone"].pixel_values.equal(a["backbone"].pixel_values)
     assert a["embodiment_id"] == 10
     with pytest.raises(IndexError):
         ds[len(ds)]

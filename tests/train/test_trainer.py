@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from gr00t.data.processor import Gr00tProcessor
+from gr00t.model.batch import Gr00tBatch
 from gr00t.model.gr00t_n16 import Gr00tN16Model
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.trainer import TrainingSettings, resolve_deepspeed_config, run_training
@@ -253,14 +254,14 @@ def test_kill_during_checkpoint_write_keeps_previous(
 # ------------------------------------------------------------------------------------------------
 # memory switches: gradient checkpointing and LoRA
 # ------------------------------------------------------------------------------------------------
-def _fixed_loss_and_grads(model: Gr00tN16Model, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
+def _fixed_loss_and_grads(model: Gr00tN16Model, batch: Gr00tBatch) -> tuple[float, dict[str, torch.Tensor]]:
     model.zero_grad()
     g = torch.Generator().manual_seed(1)
-    noise = torch.randn(batch["action"].shape, generator=g)
-    t = torch.rand(batch["action"].shape[0], generator=g) * 0.999
+    noise = torch.randn(batch.head.action.shape, generator=g)
+    t = torch.rand(batch.head.action.shape[0], generator=g) * 0.999
     model.train()
     torch.manual_seed(5)  # DiT dropout draws
-    loss = model(noise=noise, t=t, **batch).loss
+    loss = model(batch, noise=noise, t=t).loss
     loss.backward()
     return float(loss.detach()), {
         n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
