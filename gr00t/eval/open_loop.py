@@ -13,10 +13,7 @@ The policy is any `gr00t.policy.base.Policy`: a local `Gr00tPolicy` or a `Policy
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from gr00t import atomic
 from gr00t.eval.joint_names import dataset_dim_names
 from gr00t.eval.plots import plot_episode
 from gr00t.policy.base import Policy
@@ -269,14 +267,4 @@ def format_report(report: OpenLoopReport) -> str:
 
 def write_report(report: OpenLoopReport, path: str | Path) -> Path:
     """Write the report as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(report.to_dict(), fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_json(path, report.to_dict())

@@ -8,8 +8,6 @@ grid whose width grows with the number of dimensions (29 dimensions: 4 columns o
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from gr00t import atomic
 
 PANEL_W, PANEL_H = 3.6, 1.9  # inches per panel
 MIN_FIG_W = 8.0
@@ -126,12 +126,5 @@ def _draw_panel(ax, label: str, gt: np.ndarray, pred: np.ndarray, query_steps: S
 
 
 def _save_png(fig: Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic.atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=DPI)

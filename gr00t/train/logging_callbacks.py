@@ -29,6 +29,7 @@ import torch
 import yaml
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from gr00t import atomic
 from gr00t.train.loss_curve import read_metrics, write_loss_curve
 
 logger = logging.getLogger(__name__)
@@ -213,9 +214,7 @@ def configure_wandb(run_dir: str | Path, mode: str | None, project: str, run_nam
     else:
         run_id = secrets.token_hex(6)
         if int(os.environ.get("RANK", "0")) == 0:
-            tmp = id_file.with_name(f".{id_file.name}.tmp-{os.getpid()}")
-            tmp.write_text(run_id)
-            os.replace(tmp, id_file)
+            atomic.write_text(id_file, run_id)
     os.environ["WANDB_RUN_ID"] = run_id
     os.environ["WANDB_RESUME"] = "allow"
     return report_to

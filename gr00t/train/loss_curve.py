@@ -11,7 +11,6 @@ rate goes on a second y axis. The loss axis is logarithmic when the loss spans m
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from gr00t import atomic
 
 VAL_KEYS = ("val_loss", "eval_loss")
 
@@ -124,11 +125,6 @@ def write_loss_curve(
     if fig is None:
         return None
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic.atomic_file(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     return path

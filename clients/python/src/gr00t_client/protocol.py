@@ -22,7 +22,9 @@ module reproduces so that existing clients work unchanged:
 This module imports only msgpack and numpy so that the client installs without the training stack
 (`gr00t.policy.protocol` re-exports it for the server).
 Decoding never unpickles: arrays are parsed from their ``.npy`` header and raw bytes only, object and
-structured dtypes are rejected, and the declared shape must match the byte count exactly.
+structured dtypes are rejected, and the declared shape must match the byte count exactly. Decoding is
+bounded: at most `MAX_DECODED_ITEMS` containers and elements per message, `MAX_CONTAINER_LEN` per
+array or map.
 """
 
 from __future__ import annotations
@@ -54,11 +56,16 @@ MODALITY_CONFIG_FIELDS = (
 _ALLOWED_DTYPE_KINDS = frozenset("biufcSU")
 _NPY_MAGIC = b"\x93NUMPY"
 _MAX_NPY_HEADER = 10_000
+# Decoding bounds: real messages carry arrays as tagged .npy buffers, so they hold few objects.
+MAX_DECODED_ITEMS = 100_000
+MAX_CONTAINER_LEN = 65_536
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "ENDPOINTS",
+    "MAX_CONTAINER_LEN",
+    "MAX_DECODED_ITEMS",
     "MODALITY_CONFIG_FIELDS",
     "MODALITY_CONFIG_TAG",
     "NDARRAY_TAG",
@@ -192,15 +199,55 @@ def _object_hook(obj: dict[Any, Any]) -> Any:
     return obj
 
 
+class _Budget:
+    """Counts the containers and elements a message decodes into and stops at ``limit``.
+
+    msgpack spends one byte on an empty map that becomes a 64-byte Python dict; without a budget a
+    64 MB message of nested empty containers would take gigabytes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self, container: Any) -> None:
+        self.left -= 1 + len(container)
+        if self.left < 0:
+            raise ProtocolError(
+                f"message decodes into more than {MAX_DECODED_ITEMS} containers and elements; "
+                "send arrays as tagged numpy buffers"
+            )
+
+    def object_hook(self, obj: dict[Any, Any]) -> Any:
+        self.spend(obj)
+        return _object_hook(obj)
+
+    def list_hook(self, items: list[Any]) -> list[Any]:
+        self.spend(items)
+        return items
+
+
 def pack(obj: Any) -> bytes:
     """msgpack bytes of `obj`; numpy arrays become tagged ``.npy`` buffers."""
     return msgpack.packb(obj, default=_default, use_bin_type=True)
 
 
-def unpack(payload: bytes) -> Any:
-    """Inverse of `pack`. Raises ProtocolError for anything that is not a well-formed message."""
+def unpack(payload: bytes | memoryview, max_items: int | None = None) -> Any:
+    """Inverse of `pack`. Raises ProtocolError for anything that is not a well-formed message.
+
+    At most ``max_items`` (default `MAX_DECODED_ITEMS`) containers and elements are decoded, and
+    no single array or map may hold more than `MAX_CONTAINER_LEN` entries.
+    """
+    budget = _Budget(MAX_DECODED_ITEMS if max_items is None else max_items)
     try:
-        return msgpack.unpackb(payload, object_hook=_object_hook, raw=False, strict_map_key=True)
+        return msgpack.unpackb(
+            payload,
+            object_hook=budget.object_hook,
+            list_hook=budget.list_hook,
+            raw=False,
+            strict_map_key=True,
+            max_array_len=MAX_CONTAINER_LEN,
+            max_map_len=MAX_CONTAINER_LEN,
+        )
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for corrupt input
