@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from gr00t.eval.samples import observation_from_sample, sample_task
 from gr00t.policy.base import Policy
 
 
@@ -52,7 +53,7 @@ def replay_with_latency(
     rtc_mode: str | None = None,
 ) -> dict[str, Any]:
     """Replay one episode; returns ``query_steps``, ``predicted`` / ``ground_truth`` (executed and
-    recorded actions per key, ``[N, D]``), ``boundary_jump`` and ``ground_truth_step`` (per key,
+    recorded actions per key, ``[N, D]``), ``task``, ``boundary_jump`` and ``ground_truth_step`` (per key,
     ``[boundaries, D]``) and ``inner_step`` (per key, ``[steps, D]``: executed steps inside chunks)."""
     emb = dataset.embodiment
     horizon = emb.action_horizon
@@ -69,8 +70,10 @@ def replay_with_latency(
     gt_steps: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     inner: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     chunk: dict[str, np.ndarray] = {}
+    task = ""
     for i, step in enumerate(queries):
         sample = dataset.sample(episode, step)
+        task = task or sample_task(sample)
         options: dict[str, Any] = {} if seed is None else {"seed": int(seed) + i}
         first = 0 if i == 0 else j
         if i > 0 and j > 0:
@@ -91,6 +94,7 @@ def replay_with_latency(
         "boundary_jump": {key: _rows(v, chunk[key].shape[-1]) for key, v in jumps.items()},
         "ground_truth_step": {key: _rows(v, chunk[key].shape[-1]) for key, v in gt_steps.items()},
         "inner_step": {key: _rows(v, chunk[key].shape[-1]) for key, v in inner.items()},
+        "task": task,
     }
 
 
@@ -128,8 +132,6 @@ def _ask(
     k: int,
     language_keys: Sequence[str],
 ) -> dict[str, np.ndarray]:
-    from gr00t.eval.open_loop import observation_from_sample
-
     action = policy.get_action(observation_from_sample(sample, language_keys[0]), options or None)
     if not isinstance(action, Mapping):
         raise TypeError(f"policy returned {type(action).__name__}, expected an action dict")

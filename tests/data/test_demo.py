@@ -138,3 +138,20 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert json.loads((tmp_path / "cli/meta/info.json").read_text())["total_frames"] == 8
     assert demo_main([str(tmp_path / "cli"), "--episodes", "1", "--length", "2"]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_dataset_files_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        root = write_demo_dataset(tmp_path / "shared", num_episodes=2, episode_length=12)
+    finally:
+        os.umask(old)
+    paths = [root, *root.rglob("*")]
+    assert any(p.suffix == ".mp4" for p in paths) and any(p.suffix == ".parquet" for p in paths)
+    for path in paths:
+        want = 0o750 if path.is_dir() else 0o640
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]  # no staging folder left

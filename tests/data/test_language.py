@@ -193,7 +193,7 @@ def test_training_samples_carry_the_switch(subtask_demo):
 
 
 def test_policy_sees_the_combined_instruction(subtask_demo):
-    from gr00t.eval.open_loop import observation_from_sample
+    from gr00t.eval.samples import observation_from_sample
     from gr00t.model.gr00t_n16 import Gr00tN16Model
     from gr00t.policy.observation import parse_observation
     from gr00t.policy.policy import Gr00tPolicy

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_finetune_and_serve_with_subtasks(tmp_path):
-    from gr00t.eval.open_loop import observation_from_sample
+    from gr00t.eval.samples import observation_from_sample
     from gr00t.policy.observation import parse_observation
     from gr00t.policy.policy import Gr00tPolicy
 
