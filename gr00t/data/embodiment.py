@@ -23,6 +23,7 @@ an error names the file and the dotted key)::
     language: {keys: [annotation.human.task_description], delta_indices: [0]}
     # several channels combine by a rule (gr00t.data.language): combine: {mode: sample,
     #   probabilities: {<key>: p, ...}} or {mode: template, template: "{<key>}: {<key>}"}
+    intervention: {column: is_intervention, weight: 3.0}   # optional (gr00t.data.intervention)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from gr00t.data.intervention import InterventionWeighting, parse_intervention
 from gr00t.data.language import LanguageConfig, parse_language
 from gr00t.data.yaml_file import load_yaml_mapping
 from gr00t.paths import available, find_file, search_dirs
@@ -137,6 +139,7 @@ class EmbodimentConfig:
     action: ActionConfig
     language: LanguageConfig
     source: str = "<dict>"
+    intervention: InterventionWeighting | None = None
 
     @property
     def action_horizon(self) -> int:
@@ -169,6 +172,7 @@ class EmbodimentConfig:
             },
             "action": {"delta_indices": list(self.action.delta_indices), "groups": groups},
             "language": self.language.to_dict(),
+            **({"intervention": self.intervention.to_dict()} if self.intervention else {}),
         }
 
     @classmethod
@@ -269,7 +273,7 @@ def _plain(data: Any) -> Any:
     return data
 
 
-_TOP_KEYS = ("name", "tag", "projector_index", "video", "state", "action", "language", "defaults")
+_TOP_KEYS = tuple("name tag projector_index video state action language intervention defaults".split())
 _WINDOW_KEYS = ("keys", "delta_indices")
 _STATE_KEYS = ("keys", "delta_indices", "normalization", "sin_cos")
 _ACTION_KEYS = ("horizon", "delta_indices", "groups")
@@ -438,4 +442,5 @@ class _Parser:
             action=self.action(data["action"], state),
             language=parse_language(data["language"], self),
             source=self.source,
+            intervention=parse_intervention(data.get("intervention"), "intervention", self.fail),
         )
