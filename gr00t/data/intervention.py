@@ -135,3 +135,89 @@ def weighted_strata(
             rows = np.flatnonzero(per_unit == f)
             out.append(Stratum(d, rows, float(share) * mass[f] / total))
     return out
+
+
+def episode_factors(dataset: Any, weighting: InterventionWeighting | None) -> dict[int, float] | None:
+    """Episode index → factor of a dataset's flagged episodes (None without a weighting)."""
+    if weighting is None:
+        return None
+    flags = episode_flags(dataset, weighting.column)
+    return {int(ep): weighting.weight for ep, flag in zip(dataset.episode_indices, flags) if flag}
+
+
+class EpisodeWeightedSampler:
+    """Random sampling (`MixtureSampler`) with per-episode weights: a `MixtureSampler` over the
+    strata of `weighted_strata`, its draws mapped back to the datasets' global sample indices.
+
+    Args:
+        episodes: per dataset, the episode index of each episode in sample order.
+        starts: per dataset, int ``[episodes + 1]``: first sample index of each episode (local), then
+            the dataset size.
+        shares: per dataset, its share of draws (None: proportional to the sizes).
+        factors: per dataset, episode → factor (None: all 1).
+        **kwargs: `MixtureSampler` arguments (seed, rank, world_size, round_to, ...).
+    """
+
+    sampling = "random"
+
+    def __init__(
+        self,
+        episodes: Sequence[np.ndarray],
+        starts: Sequence[np.ndarray],
+        shares: Sequence[float] | None,
+        factors: Sequence[Mapping[int, float] | None],
+        **kwargs: Any,
+    ) -> None:
+        from gr00t.data.sampler import MixtureSampler
+
+        starts = [np.asarray(s, dtype=np.int64) for s in starts]
+        sizes = [int(s[-1]) for s in starts]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        strata = weighted_strata(episodes, [np.diff(s) for s in starts], shares or sizes, factors)
+        self._runs = []  # per stratum: (global start of each run, cumulative run lengths)
+        for st in strata:
+            first = offsets[st.dataset] + starts[st.dataset][st.rows]
+            lengths = np.diff(starts[st.dataset])[st.rows]
+            self._runs.append((first, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)))
+        self.inner = MixtureSampler([int(c[-1]) for _, c in self._runs], [s.share for s in strata], **kwargs)
+        self.strata = [(s.dataset, len(s.rows)) for s in strata]
+
+    def to_global(self, index: int) -> int:
+        """The dataset-global sample index of the inner sampler's stratum index."""
+        s = int(np.searchsorted(self.inner.offsets, index, side="right")) - 1
+        local = index - int(self.inner.offsets[s])
+        first, cum = self._runs[s]
+        r = int(np.searchsorted(cum, local, side="right")) - 1
+        return int(first[r] + local - cum[r])
+
+    def __iter__(self) -> Any:
+        from gr00t.data.sampler import SampleIndex
+
+        for draw in self.inner:
+            yield SampleIndex(self.to_global(int(draw)), draw.seed, draw.epoch, draw.position)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getattr__(self, name: str) -> Any:  # seed, consumed, epoch_length, counts, ...
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def advance(self, global_draws: int) -> None:
+        self.inner.advance(global_draws)
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        return {**self.inner.state_dict(consumed), "strata": [list(s) for s in self.strata]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if [list(s) for s in state.get("strata") or []] != [list(s) for s in self.strata]:
+            raise ValueError(
+                f"sampler state mismatch for 'strata': checkpoint has {state.get('strata')!r}, this run has "
+                f"{[list(s) for s in self.strata]!r}; the intervention weighting changed, so the data position "
+                "cannot be restored exactly"
+            )
+        self.inner.load_state_dict({k: v for k, v in state.items() if k != "strata"})

@@ -106,3 +106,37 @@ def test_strata_shares():
     assert [(s.dataset, s.rows.tolist()) for s in strata] == [(0, [0, 1, 3]), (0, [2]), (1, [0, 1])]
     # flagged: 3·10 of 3·10 + 30 → half of dataset 0's share; per sample 3x an unflagged one
     assert [round(s.share, 6) for s in strata] == [0.3, 0.3, 0.4]
+
+
+def test_random_sampler_draws_flagged_episodes_more_and_resumes_exactly():
+    from gr00t.data.intervention import EpisodeWeightedSampler
+    from gr00t.data.sampler import SampleIndex
+
+    # dataset 0: 4 episodes of 10 samples, episode 12 flagged x3; dataset 1: 2 episodes of 5 samples
+    episodes = [np.array([10, 11, 12, 13]), np.array([0, 1])]
+    starts = [np.arange(0, 50, 10), np.array([0, 5, 10])]
+    sampler = EpisodeWeightedSampler(episodes, starts, [0.8, 0.2], [{12: 3.0}, None], seed=3)
+    drawn = []
+    for epoch in range(40):
+        sampler.set_epoch(epoch)
+        drawn.extend(sampler)
+    assert all(isinstance(d, SampleIndex) for d in drawn[:5])
+    counts = np.bincount(np.asarray(drawn, dtype=np.int64), minlength=50)
+    flagged, plain, other = (
+        counts[20:30].mean(),
+        counts[[*range(20), *range(30, 40)]].mean(),
+        counts[40:].sum(),
+    )
+    assert abs(flagged / plain - 3.0) < 0.05
+    assert abs(other / counts.sum() - 0.2) < 0.01  # the second dataset keeps its share
+    # resume: a fresh sampler loaded with the state after 37 draws continues the same sequence
+    again = EpisodeWeightedSampler(episodes, starts, [0.8, 0.2], [{12: 3.0}, None], seed=3)
+    again.load_state_dict(sampler.state_dict(consumed=37))
+    rest = list(again)
+    assert [int(d) for d in rest] == [int(d) for d in drawn[37 : 37 + len(rest)]]
+    assert [(d.epoch, d.position) for d in rest[:3]] == [
+        (drawn[i].epoch, drawn[i].position) for i in range(37, 40)
+    ]
+    other_weighting = EpisodeWeightedSampler(episodes, starts, [0.8, 0.2], [{11: 3.0, 12: 3.0}, None], seed=3)
+    with pytest.raises(ValueError, match="intervention weighting changed"):
+        other_weighting.load_state_dict(sampler.state_dict(consumed=37))
