@@ -109,6 +109,7 @@ class Stratum:
     dataset: int
     rows: np.ndarray  # int64: the units, as row numbers of the caller's per-dataset table
     share: float  # relative share of *samples* over the whole mixture
+    factor: float = 1.0  # the episodes' weight factor
 
 
 def weighted_strata(
@@ -133,7 +134,7 @@ def weighted_strata(
         total = sum(mass.values())
         for f in levels:
             rows = np.flatnonzero(per_unit == f)
-            out.append(Stratum(d, rows, float(share) * mass[f] / total))
+            out.append(Stratum(d, rows, float(share) * mass[f] / total, float(f)))
     return out
 
 
@@ -180,7 +181,7 @@ class EpisodeWeightedSampler:
             lengths = np.diff(starts[st.dataset])[st.rows]
             self._runs.append((first, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)))
         self.inner = MixtureSampler([int(c[-1]) for _, c in self._runs], [s.share for s in strata], **kwargs)
-        self.strata = [(s.dataset, len(s.rows)) for s in strata]
+        self.strata = [(s.dataset, len(s.rows), s.factor) for s in strata]
 
     def to_global(self, index: int) -> int:
         """The dataset-global sample index of the inner sampler's stratum index."""
@@ -221,3 +222,59 @@ class EpisodeWeightedSampler:
                 "cannot be restored exactly"
             )
         self.inner.load_state_dict({k: v for k, v in state.items() if k != "strata"})
+
+
+def mixture_factors(
+    entries: Sequence[Any], embodiments: Mapping[str, Any], datasets: Sequence[Any]
+) -> tuple[list[dict[int, float] | None], list[dict[str, Any]]]:
+    """Per dataset of a mixture: episode → factor from the entry's weighting, else its embodiment's;
+    and a summary per weighted dataset (column, weight, flagged / all episodes) for the run's log."""
+    factors: list[dict[int, float] | None] = []
+    summary = []
+    for entry, dataset in zip(entries, datasets):
+        weighting = entry.intervention or getattr(embodiments[entry.embodiment], "intervention", None)
+        found = episode_factors(dataset, weighting)
+        factors.append(found or None)
+        if weighting is not None:
+            summary.append(
+                {
+                    "dataset": entry.name,
+                    **weighting.to_dict(),
+                    "flagged_episodes": len(found or {}),
+                    "episodes": len(dataset.episode_indices),
+                }
+            )
+    return factors, summary
+
+
+def episode_starts(dataset: Any) -> np.ndarray:
+    """int ``[episodes + 1]``: a `Gr00tDataset`'s first sample index of each episode, then its size."""
+    counts = [dataset.num_valid_steps(n) for n in dataset.episode_lengths]
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def weighted_sampler_factory(
+    datasets: Sequence[Any],
+    weights: Sequence[float] | None,
+    factors: Sequence[Mapping[int, float] | None],
+    seed: int,
+    per_device_batch: int,
+) -> Callable[[int, int], EpisodeWeightedSampler]:
+    """`(rank, world_size) -> EpisodeWeightedSampler` over `datasets` (a mixture's, in order);
+    epochs rounded to whole global batches like the plain sampler's."""
+    episodes = [np.asarray(d.episode_indices, dtype=np.int64) for d in datasets]
+    starts = [episode_starts(d) for d in datasets]
+
+    def factory(rank: int, world_size: int) -> EpisodeWeightedSampler:
+        return EpisodeWeightedSampler(
+            episodes,
+            starts,
+            weights,
+            factors,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            round_to=per_device_batch * world_size,
+        )
+
+    return factory

@@ -305,7 +305,9 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
 
     model, model_source = build_model(cfg)
     processor = build_processor(cfg, model.config, embodiments, stats)
-    dataset = build_training_dataset(build_datasets(mixture, embodiments), processor, seed=settings.seed)
+    raw_datasets = build_datasets(mixture, embodiments)
+    dataset = build_training_dataset(raw_datasets, processor, seed=settings.seed)
+    sampler, weighting = _sampler_factory(raw_datasets, mixture, embodiments, settings)
     from gr00t.data.collator import Gr00tCollator
 
     collator = Gr00tCollator(pad_token_id=processor.tokenizer.pad_token_id)
@@ -316,6 +318,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
         **_model_summary(model, model_source),
         "data": mixture.to_dict(),
         "samples_per_dataset": dataset.sizes,
+        **({"intervention_weighting": weighting} if weighting else {}),
         "embodiments": dict(processor.embodiment_id_map()),
         "global_batch_size": global_batch,
         "cpu_threads": threads,
@@ -340,7 +343,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
         settings,
         run_dir,
         processor=processor,
-        sampler=_sampler_factory(dataset.sizes, mixture, settings),
+        sampler=sampler,
         statistics={tag: {"stats": s, "relative_stats": rel} for tag, (s, rel) in stats.items()},
         embodiment_map=processor.embodiment_id_map(),
         experiment_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
@@ -378,15 +381,26 @@ def _model_summary(model: Any, source: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _sampler_factory(sizes: Sequence[int], mixture: Any, settings: Any) -> Any:
-    """`(rank, world_size) -> MixtureSampler` over the mixture's datasets with its weights."""
+def _sampler_factory(
+    datasets: Sequence[Any], mixture: Any, embodiments: Mapping[str, Any], settings: Any
+) -> tuple[Any, list[dict[str, Any]]]:
+    """`(rank, world_size) -> sampler` over the mixture's datasets with its weights, and the
+    intervention weighting in force (per weighted dataset; empty: plain `MixtureSampler`)."""
+    from gr00t.data.intervention import mixture_factors, weighted_sampler_factory
     from gr00t.data.sampler import MixtureSampler
 
     weights = [e.weight for e in mixture.entries] if len(mixture.entries) > 1 else None
+    try:
+        factors, summary = mixture_factors(mixture.entries, embodiments, datasets)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
+    if any(factors):
+        batch = settings.per_device_batch_size
+        return weighted_sampler_factory(datasets, weights, factors, settings.seed, batch), summary
 
     def factory(rank: int, world_size: int) -> MixtureSampler:
         return MixtureSampler(
-            sizes,
+            [len(d) for d in datasets],
             weights=weights,
             seed=settings.seed,
             rank=rank,
@@ -394,7 +408,7 @@ def _sampler_factory(sizes: Sequence[int], mixture: Any, settings: Any) -> Any:
             round_to=settings.per_device_batch_size * world_size,
         )
 
-    return factory
+    return factory, summary
 
 
 def _first_missing(path: Path) -> Path | None:

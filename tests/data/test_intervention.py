@@ -15,7 +15,7 @@ import yaml
 from gr00t.data.dataset import Gr00tDataset
 from gr00t.data.embodiment import EmbodimentConfig, EmbodimentConfigError, load_embodiment
 from gr00t.data.intervention import InterventionWeighting, episode_flags, weighted_strata
-from gr00t.data.mixture import MixtureError, load_mixture
+from gr00t.data.mixture import MixtureError, load_mixture, resolve_data
 
 FLAGGED = (1, 4)
 
@@ -140,3 +140,53 @@ def test_random_sampler_draws_flagged_episodes_more_and_resumes_exactly():
     other_weighting = EpisodeWeightedSampler(episodes, starts, [0.8, 0.2], [{11: 3.0, 12: 3.0}, None], seed=3)
     with pytest.raises(ValueError, match="intervention weighting changed"):
         other_weighting.load_state_dict(sampler.state_dict(consumed=37))
+
+
+def _weighted_mixture(
+    tmp_path: Path, root: Path, column: str = "is_intervention", weight: float = 3.0
+) -> Path:
+    mix = tmp_path / "weighted.yaml"
+    entry = {
+        "path": str(root),
+        "embodiment": "new_embodiment",
+        "intervention": {"column": column, "weight": weight},
+    }
+    mix.write_text(yaml.safe_dump({"datasets": [entry]}))
+    return mix
+
+
+def test_the_build_samples_flagged_episodes_more_from_a_mixture_file(demo_dataset_v3, tmp_path):
+    from omegaconf import OmegaConf
+
+    from gr00t.data.intervention import EpisodeWeightedSampler
+    from gr00t.train import build
+    from gr00t.train.build import BuildError
+
+    root = mark_interventions(demo_dataset_v3, tmp_path / "d")
+    mixture = load_mixture(str(_weighted_mixture(tmp_path, root)))
+    embodiments = {"new_embodiment": load_embodiment("new_embodiment")}
+    datasets = [Gr00tDataset(root, "new_embodiment", load_video=False)]
+    settings = OmegaConf.create({"seed": 5, "per_device_batch_size": 4})
+    factory, summary = build._sampler_factory(datasets, mixture, embodiments, settings)
+    assert summary == [
+        {"dataset": "d", "column": "is_intervention", "weight": 3.0, "flagged_episodes": 2, "episodes": 6}
+    ]
+    sampler = factory(1, 2)  # rank 1 of 2: epochs rounded to whole global batches (4 × 2)
+    assert isinstance(sampler, EpisodeWeightedSampler) and sampler.epoch_length % 8 == 0
+    drawn = []
+    for epoch in range(30):
+        sampler.set_epoch(epoch)
+        drawn.extend(int(i) for i in sampler)
+    episode = np.array([datasets[0].locate(i)[0] for i in drawn])
+    valid = [datasets[0].num_valid_steps(n) for n in datasets[0].episode_lengths]
+    per_sample = {e: (episode == e).sum() / valid[e] for e in range(6)}
+    plain = np.mean([per_sample[e] for e in range(6) if e not in FLAGGED])
+    assert all(abs(per_sample[e] / plain - 3.0) < 0.3 for e in FLAGGED)
+    bad = load_mixture(str(_weighted_mixture(tmp_path, root, column="is_human")))
+    with pytest.raises(BuildError, match="intervention column 'is_human' is neither"):
+        build._sampler_factory(datasets, bad, embodiments, settings)
+    # without a weighting: the plain sampler, nothing reported
+    factory, summary = build._sampler_factory(
+        datasets, resolve_data(str(root), "new_embodiment"), embodiments, settings
+    )
+    assert summary == [] and not isinstance(factory(0, 1), EpisodeWeightedSampler)
