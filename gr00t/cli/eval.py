@@ -10,6 +10,7 @@ task) into `output_dir`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -90,6 +91,27 @@ def _load_policy(args: EvalArgs, checkpoint: Path | None, tag: str | None) -> tu
     return policy, None, checkpoint.resolve().name
 
 
+def _check_latency(args: EvalArgs, horizon: int, checkpoint: Path | None) -> None:
+    """`latency_steps` below the steps run per chunk, and within a local RTC-trained model's limits."""
+    if args.latency_steps is None:
+        return
+    k = args.action_horizon or horizon
+    if not 0 <= args.latency_steps < k:
+        raise UsageError(
+            f"latency_steps={args.latency_steps}: expected 0..{k - 1} (less than the {k} steps run per chunk)"
+        )
+    config = checkpoint / "config.json" if checkpoint is not None else None
+    if config is None or not config.is_file():
+        return
+    delay = int(json.loads(config.read_text()).get("rtc_training_max_delay") or 0)
+    mode = args.rtc_mode or ("prefix" if delay > 0 else "guidance")
+    if mode == "prefix" and args.latency_steps > delay:
+        raise UsageError(
+            f"latency_steps={args.latency_steps} with rtc_mode=prefix: expected 0..{delay} (the checkpoint's "
+            f"rtc_training_max_delay={delay}); use rtc_mode=guidance"
+        )
+
+
 def _eval(argv: list[str]) -> int:
     from gr00t.cli import checks
     from gr00t.cli.keyvalue import parse_settings
@@ -112,6 +134,7 @@ def _eval(argv: list[str]) -> int:
     if args.server is None:
         checkpoint = checks.checkpoint("checkpoint", str(args.checkpoint), "gr00t-eval")
         tag = checks.checkpoint_embodiment(checkpoint, args.embodiment)
+    _check_latency(args, embodiment.action_horizon, checkpoint)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
