@@ -48,6 +48,15 @@ class Precision(str, enum.Enum):
     fp32 = "fp32"
 
 
+class OptimizerName(str, enum.Enum):
+    """adamw: torch AdamW; adamw_8bit: bitsandbytes 8-bit AdamW (block-quantised moments, CPU and
+    CUDA); cpu_adam: DeepSpeed's CPU Adam (AdamW mode), required by ZeRO-Offload of the optimiser."""
+
+    adamw = "adamw"
+    adamw_8bit = "adamw_8bit"
+    cpu_adam = "cpu_adam"
+
+
 class WandbMode(str, enum.Enum):
     """wandb's mode; null in the config means $WANDB_MODE, else offline."""
 
@@ -74,6 +83,7 @@ class TrainerConfig:
     per_device_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
     # optimiser / schedule
+    optimizer: OptimizerName = OptimizerName.adamw
     learning_rate: float = 1e-4
     backbone_learning_rate: float | None = None  # None: same as learning_rate
     weight_decay: float = 1e-5
@@ -92,12 +102,15 @@ class TrainerConfig:
     )
     precision: Precision = Precision.auto
     tf32: bool = True
+    # The memory profile these settings came from (`memory=<profile>`, gr00t/configs/memory/*.yaml).
+    memory: str = "default"
     gradient_checkpointing: bool = False
     cpu_threads: int | None = None  # CPU-only machines: torch threads per process (None: torch default)
     lora_rank: int = 0  # 0 = off; >0 = LoRA adapters on the backbone's LLM layers
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_DEFAULT_TARGETS))
+    lora_dit: bool = False  # with lora_rank > 0: adapters on the DiT's attention/feed-forward too
     # data loading
     dataloader_num_workers: int = 4
     dataloader_prefetch_factor: int | None = None
@@ -142,7 +155,7 @@ class TrainingSettings(TrainerConfig):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
                 setattr(self, key, tuple(value))
-        for key in ("lr_scheduler", "precision", "wandb_mode"):
+        for key in ("lr_scheduler", "precision", "wandb_mode", "optimizer"):
             value = getattr(self, key)
             if isinstance(value, enum.Enum):
                 setattr(self, key, value.value)
@@ -173,7 +186,7 @@ class TrainingSettings(TrainerConfig):
         for name in (*_POSITIVE, "per_device_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)}: expected an integer >= 1")
-        choices = {"precision": Precision, "lr_scheduler": LrScheduler}
+        choices = {"precision": Precision, "lr_scheduler": LrScheduler, "optimizer": OptimizerName}
         for name, kind in choices.items():
             if getattr(self, name) not in [m.value for m in kind]:
                 raise ValueError(
@@ -199,6 +212,7 @@ class TrainingSettings(TrainerConfig):
         from gr00t.train.optim import OptimizerSettings
 
         return OptimizerSettings(
+            optimizer=self.optimizer,
             learning_rate=self.learning_rate,
             backbone_learning_rate=self.backbone_learning_rate,
             weight_decay=self.weight_decay,
