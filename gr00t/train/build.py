@@ -42,7 +42,7 @@ from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API 
     mixture_embodiments,
     resolve_mixture,
 )
-from gr00t.train.settings import per_device_batch
+from gr00t.train.settings import derive_batch
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +122,20 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
             config = config_from_dict(fields)
         except ValueError as exc:
             raise BuildError(f"model ({preset}): {exc}") from exc
+        import torch
+
+        torch.manual_seed(int(cfg.get("seed", 42)))  # `seed=` fixes the initial weights too
         return Gr00tN16Model(config), {"source": f"preset {preset}", "preset": preset}
 
     checkpoint = resolve_base_checkpoint(str(base))
     base_config = Gr00tN16Config.from_pretrained(str(checkpoint))
     explicit = explicit_model_overrides()
-    frozen = sorted(k for k in explicit if k not in TRAINING_TIME_FIELDS)
+    # architecture keys may be named (a recipe states the released shapes) as long as they agree
+    frozen = sorted(
+        k
+        for k in explicit
+        if k not in TRAINING_TIME_FIELDS and fields.get(k) != getattr(base_config, k, None)
+    )
     if frozen:
         raise BuildError(
             f"model.{frozen[0]} cannot change when finetuning from base={base}: it is part of the checkpoint's "
@@ -240,12 +248,15 @@ def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
     node = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
     assert isinstance(node, dict)
     global_batch = node.pop("global_batch_size", None)
-    if node.get("per_device_batch_size") is None:
-        accumulation = int(node.get("gradient_accumulation_steps") or 1)
-        try:
-            node["per_device_batch_size"] = per_device_batch(global_batch, info.world_size, accumulation)
-        except ValueError as exc:
-            raise BuildError(str(exc)) from exc
+    try:
+        node["per_device_batch_size"], node["gradient_accumulation_steps"] = derive_batch(
+            global_batch,
+            node.get("per_device_batch_size"),
+            node.get("gradient_accumulation_steps"),
+            info.world_size,
+        )
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
     node["seed"] = int(cfg.get("seed", node.get("seed", 42)))
     if cfg.get("resume") is not None:  # the recipe's top-level `resume=` (SPEC: "resume=false starts over")
         node["resume"] = bool(cfg.resume)
@@ -357,6 +368,16 @@ def _settings(cfg: DictConfig, info: DistInfo) -> Any:
         raise BuildError(str(exc)) from exc
     accumulation = settings.gradient_accumulation_steps
     settings.global_batch_size = settings.per_device_batch_size * info.world_size * accumulation
+    target = cfg.trainer.get("global_batch_size")
+    if target is not None and int(target) != settings.global_batch_size and info.is_main:
+        message = (
+            f"trainer.global_batch_size={target} but this launch trains with global batch "
+            f"{settings.global_batch_size} = {settings.per_device_batch_size} per device x {info.world_size} processes x "
+            f"{accumulation} accumulation; trainer.gradient_accumulation_steps=null derives the accumulation that "
+            "reaches it"
+        )
+        logger.warning(message)
+        print(f"[gr00t] warning: {message}", flush=True)
     return settings
 
 

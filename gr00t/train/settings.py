@@ -77,11 +77,13 @@ class TrainerConfig:
     1 000 steps, 5 kept."""
 
     max_steps: int = 10_000
-    # The batch: `global_batch_size` split over processes x accumulation, unless
-    # `per_device_batch_size` is set (then it wins and the global batch follows from it).
+    # The batch (`derive_batch`): `global_batch_size` split over processes x accumulation; or, with
+    # `per_device_batch_size` set and `gradient_accumulation_steps: null`, the accumulation that
+    # reaches the global batch with that micro-batch on this many processes (the pretraining
+    # recipe); with both set, they win and the global batch follows from them.
     global_batch_size: int | None = 64
     per_device_batch_size: int | None = None
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int | None = 1
     # optimiser / schedule
     optimizer: OptimizerName = OptimizerName.adamw
     learning_rate: float = 1e-4
@@ -125,6 +127,26 @@ class TrainerConfig:
     exit_on_preemption: bool = True
 
 
+def derive_batch(
+    global_batch: int | None, per_device: int | None, accumulation: int | None, world_size: int
+) -> tuple[int, int]:
+    """(per-device micro-batch, accumulation steps) of a launch on ``world_size`` processes."""
+    if per_device is not None and accumulation is None:
+        if global_batch is None:
+            raise ValueError("trainer.gradient_accumulation_steps=null needs trainer.global_batch_size")
+        denom = per_device * world_size
+        if global_batch % denom:
+            raise ValueError(
+                f"trainer.global_batch_size={global_batch} is not divisible by {per_device} per device x "
+                f"{world_size} processes; set trainer.gradient_accumulation_steps explicitly"
+            )
+        return per_device, global_batch // denom
+    accumulation = 1 if accumulation is None else int(accumulation)
+    if per_device is None:
+        per_device = per_device_batch(global_batch, world_size, max(1, accumulation))
+    return per_device, accumulation
+
+
 def per_device_batch(global_batch: int | None, world_size: int, accumulation: int) -> int:
     """``global_batch`` split over ``world_size`` processes x ``accumulation`` steps (exactly)."""
     if global_batch is None:
@@ -159,10 +181,11 @@ class TrainingSettings(TrainerConfig):
             value = getattr(self, key)
             if isinstance(value, enum.Enum):
                 setattr(self, key, value.value)
-        if self.per_device_batch_size is None:
+        if self.per_device_batch_size is None or self.gradient_accumulation_steps is None:
             world = int(os.environ.get("WORLD_SIZE", "1"))
-            accumulation = max(1, int(self.gradient_accumulation_steps))
-            self.per_device_batch_size = per_device_batch(self.global_batch_size, world, accumulation)
+            self.per_device_batch_size, self.gradient_accumulation_steps = derive_batch(
+                self.global_batch_size, self.per_device_batch_size, self.gradient_accumulation_steps, world
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingSettings:
