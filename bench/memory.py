@@ -57,8 +57,8 @@ sys.path.insert(0, str(REPO))
 
 from gr00t.model.backbones.eagle_processing import EagleInputs  # noqa: E402
 from gr00t.model.batch import Gr00tBatch, HeadInputs  # noqa: E402
+from gr00t.model.config import Gr00tN16Config  # noqa: E402
 from gr00t.model.gr00t_n16 import Gr00tN16Model  # noqa: E402
-from gr00t.model.presets import load_preset  # noqa: E402
 
 GIB = 1024**3
 PATCHES = 18 * 18  # 252x252 after Eagle's smart resize of a 256x256 camera, 14x14 patches
@@ -113,6 +113,27 @@ CANDIDATES = [
 ]
 
 
+def preset_config(name: str, **overrides: Any) -> Gr00tN16Config:
+    """A shipped model preset: composed by Hydra (`load_preset`), or, where Hydra is not installed
+    (the GPU machine of bench/gpu.sh), read from its YAML file and the `defaults` it names."""
+    try:
+        from gr00t.model.presets import load_preset
+    except ImportError:
+        fields: dict[str, Any] = {}
+        chain, current = [], name
+        while current:
+            data = (
+                yaml.safe_load((REPO / "gr00t" / "configs" / "model" / f"{current}.yaml").read_text()) or {}
+            )
+            chain.append(data)
+            parents = [d for d in data.get("defaults", []) if d != "_self_"]
+            current = parents[0] if parents else None
+        for data in reversed(chain):
+            fields.update({k: v for k, v in data.items() if k not in ("defaults", "name")})
+        return Gr00tN16Config(**{**fields, **overrides})
+    return load_preset(name, **overrides)
+
+
 # ---- the fake model and batch ---------------------------------------------------------------------------
 
 
@@ -123,7 +144,7 @@ def meta_model(setup: Setup) -> Gr00tN16Model:
     from gr00t.train.settings import TrainingSettings
 
     with torch.device("meta"):
-        model = Gr00tN16Model(load_preset("n16_release"))
+        model = Gr00tN16Model(preset_config("n16_release"))
         if setup.lora_rank:
             settings = TrainingSettings(
                 per_device_batch_size=1, lora_rank=setup.lora_rank, lora_dit=setup.lora_dit
