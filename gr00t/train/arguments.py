@@ -106,6 +106,19 @@ def resolve_precision(precision: str, model_dtype: str = "float32") -> str:
     return precision
 
 
+def model_storage_dtype(model: torch.nn.Module) -> str:
+    """The model's storage dtype of frozen weights (`config.model_dtype`; float32 without one)."""
+    return str(getattr(getattr(model, "config", None), "model_dtype", "float32"))
+
+
+def check_engine(settings: TrainingSettings, model_dtype: str, world_size: int) -> None:
+    """Raise ValueError when precision, DeepSpeed config and optimiser cannot work together."""
+    resolve_precision(settings.precision, model_dtype)
+    ds_config = resolve_deepspeed_config(settings.deepspeed, world_size)
+    if ds_config is not None:
+        check_deepspeed_optimizer(ds_config, settings.optimizer, settings.deepspeed)
+
+
 def training_arguments(
     settings: TrainingSettings, run_dir: Path, report_to: list[str], precision: str = "fp32"
 ) -> TrainingArguments:

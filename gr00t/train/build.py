@@ -42,7 +42,7 @@ from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API 
     mixture_embodiments,
     resolve_mixture,
 )
-from gr00t.train.settings import derive_batch
+from gr00t.train.settings import derive_batch, global_batch_note
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +122,7 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
             config = config_from_dict(fields)
         except ValueError as exc:
             raise BuildError(f"model ({preset}): {exc}") from exc
-        import torch
-
-        torch.manual_seed(int(cfg.get("seed", 42)))  # `seed=` fixes the initial weights too
+        __import__("torch").manual_seed(int(cfg.get("seed", 42)))  # `seed=` fixes the initial weights too
         return Gr00tN16Model(config), {"source": f"preset {preset}", "preset": preset}
 
     checkpoint = resolve_base_checkpoint(str(base))
@@ -302,6 +300,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     init_distributed(info)
     threads = apply_cpu_threads(cfg.trainer.get("cpu_threads"))
     mixture = resolve_mixture(cfg, (main.name or main.tag) if main is not None else None, info)
+    from gr00t.train.arguments import check_engine
     from gr00t.train.trainer import run_training
 
     settings = _settings(cfg, info)
@@ -310,6 +309,10 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     stats = ensure_all_stats(mixture, embodiments, info)
 
     model, model_source = build_model(cfg)
+    try:  # precision, DeepSpeed config and optimiser that cannot work together fail here, in one line
+        check_engine(settings, str(model.config.model_dtype), info.world_size)
+    except (ValueError, FileNotFoundError) as exc:
+        raise BuildError(str(exc)) from exc
     processor = build_processor(cfg, model.config, embodiments, stats)
     dataset = build_training_dataset(build_datasets(mixture, embodiments), processor, seed=settings.seed)
     from gr00t.data.collator import Gr00tCollator
@@ -368,16 +371,10 @@ def _settings(cfg: DictConfig, info: DistInfo) -> Any:
         raise BuildError(str(exc)) from exc
     accumulation = settings.gradient_accumulation_steps
     settings.global_batch_size = settings.per_device_batch_size * info.world_size * accumulation
-    target = cfg.trainer.get("global_batch_size")
-    if target is not None and int(target) != settings.global_batch_size and info.is_main:
-        message = (
-            f"trainer.global_batch_size={target} but this launch trains with global batch "
-            f"{settings.global_batch_size} = {settings.per_device_batch_size} per device x {info.world_size} processes x "
-            f"{accumulation} accumulation; trainer.gradient_accumulation_steps=null derives the accumulation that "
-            "reaches it"
-        )
-        logger.warning(message)
-        print(f"[gr00t] warning: {message}", flush=True)
+    note = global_batch_note(cfg.trainer.get("global_batch_size"), settings, info.world_size)
+    if note and info.is_main:
+        logger.warning(note)
+        print(f"[gr00t] warning: {note}", flush=True)
     return settings
 
 

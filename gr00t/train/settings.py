@@ -147,6 +147,19 @@ def derive_batch(
     return per_device, accumulation
 
 
+def global_batch_note(target: int | None, settings: TrainerConfig, world_size: int) -> str | None:
+    """The warning for a launch whose global batch is not the recipe's `global_batch_size` (None: it is)."""
+    accumulation = int(settings.gradient_accumulation_steps or 1)
+    actual = int(settings.per_device_batch_size or 0) * world_size * accumulation
+    if target is None or int(target) == actual:
+        return None
+    return (
+        f"trainer.global_batch_size={target} but this launch trains with global batch {actual} = "
+        f"{settings.per_device_batch_size} per device x {world_size} processes x {accumulation} accumulation; "
+        "trainer.gradient_accumulation_steps=null derives the accumulation that reaches it"
+    )
+
+
 def per_device_batch(global_batch: int | None, world_size: int, accumulation: int) -> int:
     """``global_batch`` split over ``world_size`` processes x ``accumulation`` steps (exactly)."""
     if global_batch is None:

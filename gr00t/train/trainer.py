@@ -77,6 +77,7 @@ from transformers import Trainer, TrainerCallback
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.arguments import (
     DEFAULT_TORCH_EXTENSIONS_DIR,
+    model_storage_dtype,
     resolve_deepspeed_config,
     resolve_precision,
     training_arguments,
@@ -323,7 +324,7 @@ def run_training(
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     report_to = wandb_report_to(settings.wandb_mode)
-    precision = resolve_precision(settings.precision, _model_dtype(model))
+    precision = resolve_precision(settings.precision, model_storage_dtype(model))
     args = training_arguments(settings, run_dir, report_to, precision)  # initialises torch.distributed
     world_size = max(1, args.world_size)
     rank = args.process_index
@@ -466,11 +467,6 @@ def run_training(
             sys.stderr.flush()
             sys.exit(REQUEUE_EXIT_CODE)
     return result
-
-
-def _model_dtype(model: torch.nn.Module) -> str:
-    """The model's storage dtype of frozen weights (`config.model_dtype`; float32 without one)."""
-    return str(getattr(getattr(model, "config", None), "model_dtype", "float32"))
 
 
 def _step_of(path: Path | None) -> int:
