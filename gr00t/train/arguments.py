@@ -117,6 +117,11 @@ def check_engine(settings: TrainingSettings, model_dtype: str, world_size: int) 
     ds_config = resolve_deepspeed_config(settings.deepspeed, world_size)
     if ds_config is not None:
         check_deepspeed_optimizer(ds_config, settings.optimizer, settings.deepspeed)
+    if settings.optimizer == "cpu_adam" and torch.cuda.is_available() and not offloads_optimizer(ds_config):
+        raise ValueError(
+            "trainer.optimizer=cpu_adam steps on the CPU: use it with trainer.deepspeed=zero2_offload "
+            "(ZeRO-Offload), or optimizer=adamw / adamw_8bit on the GPU"
+        )
 
 
 def training_arguments(
