@@ -185,6 +185,9 @@ class RecipeConfig:
     # None: runs/<recipe>/<trainer.run_name or embodiment-dataset name>, so re-running resumes.
     run_dir: str | None = None
     resume: bool = True  # false: start over (earlier checkpoints are moved aside, never deleted)
+    # Dataset statistics that do not fit the embodiment (widths, horizon) are an error naming file, key
+    # and shapes; true recomputes and replaces them (absent statistics are always computed).
+    recompute_stats: bool = False
     seed: int = 42
     image: ImageConfig = field(default_factory=ImageConfig)
     vlm: VlmConfig = field(default_factory=VlmConfig)

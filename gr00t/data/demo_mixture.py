@@ -11,9 +11,6 @@ before pointing it at real data.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gr00t import atomic
 from gr00t.data.demo import FPS, _numeric_stats, _vector_array, _write_json
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.video_encode import encode_video
@@ -136,9 +134,7 @@ def write_embodiment_dataset(
     rng = np.random.default_rng(seed)
     cameras = [f"observation.images.{cam}" for cam in embodiment.video.keys]
     lang_columns = list(embodiment.language.keys)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+    with atomic.atomic_dir(root) as tmp:
         states, actions, rows, frames = [], [], [], {c: [] for c in cameras}
         for ep in range(episodes):
             t = np.linspace(0, 1, length + 1)[:, None]
@@ -165,12 +161,6 @@ def write_embodiment_dataset(
             _info(embodiment, cameras, lang_columns, state_dim, action_dim, episodes * length, episodes),
         )
         _write_json(tmp / "meta/modality.json", meta)
-        if root.exists():
-            root.rmdir()
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return root
 
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from gr00t import atomic
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.image_transforms import ImageTransform, ImageTransformConfig
 from gr00t.data.state_action import StateActionProcessor
@@ -216,16 +215,9 @@ class Gr00tProcessor:
         """Write `processor_config.json` and `tokenizer/` into ``directory`` (atomically per file)."""
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".processor-", dir=target))
-        try:
-            (staging / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2))
-            self.tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
-            if (target / TOKENIZER_DIR).exists():
-                shutil.rmtree(target / TOKENIZER_DIR)
-            os.replace(staging / TOKENIZER_DIR, target / TOKENIZER_DIR)
-            os.replace(staging / CONFIG_NAME, target / CONFIG_NAME)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with atomic.atomic_dir(target / TOKENIZER_DIR, replace=True) as staging:
+            self.tokenizer.save_pretrained(str(staging))
+        atomic.write_json(target / CONFIG_NAME, self.to_dict())
         return target
 
     @classmethod

@@ -39,6 +39,7 @@ from transformers.utils import ModelOutput
 from gr00t.model.action_head import FlowMatchingActionHead, HeadContext, RealTimeChunking
 from gr00t.model.backbones import build_backbone, ignored_checkpoint_keys
 from gr00t.model.batch import Gr00tBatch
+from gr00t.model.checkpoint_files import check_model_files
 from gr00t.model.config import Gr00tN16Config
 from gr00t.model.embodiment_layers import CategorySpecificLinear
 from gr00t.model.reference_checkpoint import prepare_from_pretrained_kwargs
@@ -142,6 +143,7 @@ class Gr00tN16Model(PreTrainedModel):
         """
         # A folder written by NVIDIA's reference code gets its config.json converted (see
         # gr00t.model.reference_checkpoint); other folders pass through unchanged.
+        check_model_files(Path(str(pretrained_model_name_or_path)) / kwargs.get("subfolder", ""))
         kwargs = prepare_from_pretrained_kwargs(pretrained_model_name_or_path, kwargs)
         keep_stored = "dtype" not in kwargs and "torch_dtype" not in kwargs
         if keep_stored:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from gr00t import atomic
 from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API in one place)
     DEMO_DATA,
     BuildError,
@@ -42,6 +42,8 @@ from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API 
     mixture_embodiments,
     resolve_mixture,
 )
+from gr00t.train.lifetime import tie_trainer_to_launcher
+from gr00t.train.run_lock import holding_run_dir
 from gr00t.train.settings import derive_batch, global_batch_note
 
 logger = logging.getLogger(__name__)
@@ -275,6 +277,7 @@ def build_and_train(cfg: DictConfig, log_name: str = "train") -> int:
     `log_name`: the run's log file, `<run_dir>/<log_name>.log`."""
     from gr00t.train.run_logging import RunLog
 
+    tie_trainer_to_launcher()  # under torchrun: die with the agent rather than outlive it as an orphan
     info = dist_info()
     log = RunLog(info.is_main)
     if cfg.get("data") is None or OmegaConf.is_missing(cfg, "data"):  # fail before the heavy imports
@@ -285,7 +288,8 @@ def build_and_train(cfg: DictConfig, log_name: str = "train") -> int:
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
     created = _first_missing(run_dir)
     try:
-        return _build_and_train(cfg, info, run_dir, log, log_name)
+        with holding_run_dir(run_dir):  # one trainer per run directory: fails fast when another holds it
+            return _build_and_train(cfg, info, run_dir, log, log_name)
     except BaseException:
         if info.is_main and created is not None:
             _remove_unstarted(run_dir, created)
@@ -306,7 +310,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     settings = _settings(cfg, info)
     global_batch = settings.global_batch_size
     embodiments = mixture_embodiments(mixture, main)
-    stats = ensure_all_stats(mixture, embodiments, info)
+    stats = ensure_all_stats(mixture, embodiments, info, recompute=bool(cfg.get("recompute_stats")))
 
     model, model_source = build_model(cfg)
     try:  # precision, DeepSpeed config and optimiser that cannot work together fail here, in one line
@@ -333,7 +337,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     }
     if info.is_main:
         log.attach(run_dir, log_name)
-        _write_json_atomic(run_dir / "effective_settings.json", effective)
+        atomic.write_json(run_dir / "effective_settings.json", effective)
         logger.info("effective settings:\n%s", json.dumps(effective, indent=2, default=str))
         print(
             f"[gr00t] {cfg.get('recipe')}: {model_source['source']}, "
@@ -441,9 +445,3 @@ def apply_cpu_threads(threads: int | None) -> int | None:
         raise BuildError(f"trainer.cpu_threads={threads}: expected a positive integer or null")
     torch.set_num_threads(int(threads))
     return int(threads)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)

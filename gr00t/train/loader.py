@@ -9,6 +9,7 @@ sample for augmentations to be resume-exact.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gr00t.model.batch import Gr00tBatch
+from gr00t.train.preemption import configure_worker_signals
 from gr00t.train.settings import TrainingSettings
 
 
@@ -82,6 +84,11 @@ def resolve_sampler(sampler: Any, dataset: Dataset, seed: int, rank: int, world_
     return sampler
 
 
+def worker_init(worker_id: int, signals: tuple[str, ...] = ()) -> None:
+    """Set-up of each DataLoader worker process."""
+    configure_worker_signals(signals)  # a signal to the whole job must not kill workers mid-step
+
+
 def build_train_dataloader(
     dataset: Dataset,
     sampler: Any,
@@ -102,4 +109,5 @@ def build_train_dataloader(
         prefetch_factor=(settings.dataloader_prefetch_factor or 2) if workers > 0 else None,
         persistent_workers=False,
         generator=generator,
+        worker_init_fn=functools.partial(worker_init, signals=tuple(settings.preemption_signals)),
     )

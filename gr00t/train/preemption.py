@@ -13,6 +13,11 @@ Protocol (SLURM scripts rely on it):
 
 SLURM sends ``SIGTERM`` ``KillWait`` seconds (default 30) before ``SIGKILL``; ask for an earlier
 warning with ``#SBATCH --signal=USR1@<seconds>`` so that one step plus one checkpoint fit.
+
+SLURM (and torchrun, which forwards SIGTERM with ``killpg``) signal every process of the job,
+DataLoader workers included. Workers therefore ignore the preemption signals
+(`configure_worker_signals`, called from the DataLoader's ``worker_init_fn``) and leave shutdown to
+the trainer; otherwise the trainer would die of "DataLoader worker killed by signal" before saving.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from types import FrameType
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
+
+from gr00t.train.lifetime import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,13 @@ def _resolve(sig: str | int | signal.Signals) -> signal.Signals:
         raise ValueError(
             f"unknown preemption signal {sig!r}; expected a name such as 'SIGTERM' or 'SIGUSR1'"
         ) from e
+
+
+def configure_worker_signals(signals: Iterable[str | int | signal.Signals] = DEFAULT_SIGNALS) -> None:
+    """In a DataLoader worker: ignore the preemption signals and die (SIGKILL) with the trainer."""
+    for sig in set(DEFAULT_SIGNALS) | set(signals):
+        signal.signal(_resolve(sig), signal.SIG_IGN)
+    die_with_parent()
 
 
 class PreemptionHandler:

@@ -46,6 +46,8 @@ Behaviour:
   optimiser's ordered parameter names differ from the checkpoint's ``optimizer_params.json``
   (another trainable set), the AdamW moments start fresh with a warning and the schedule position
   is kept; under DeepSpeed such a resume is refused with `checkpoint.ResumeMismatchError`.
+* One trainer per run directory: rank 0 holds ``run_dir/RUN_LOCK`` (:mod:`~gr00t.train.run_lock`);
+  a second run on the folder fails at once naming the holder.
 * Preemption: SIGTERM/SIGUSR1 → finish the step, checkpoint, write ``run_dir/PREEMPTED``, then
   ``sys.exit(REQUEUE_EXIT_CODE)`` (75) when ``settings.exit_on_preemption`` (default) — otherwise
   the result has ``preempted=True``. See :mod:`gr00t.train.preemption`.
@@ -74,6 +76,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
 
+from gr00t import atomic
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.arguments import (
     DEFAULT_TORCH_EXTENSIONS_DIR,
@@ -85,6 +88,7 @@ from gr00t.train.arguments import (
 from gr00t.train.artifacts import write_artifacts
 from gr00t.train.distributed import barrier, broadcast, launcher_world_size
 from gr00t.train.grad_checkpointing import enable_gradient_checkpointing
+from gr00t.train.lifetime import tie_trainer_to_launcher
 from gr00t.train.loader import EndlessSampler, batch_size_of, build_train_dataloader, resolve_sampler
 from gr00t.train.logging_callbacks import (
     LossCurveCallback,
@@ -93,6 +97,7 @@ from gr00t.train.logging_callbacks import (
     StepMetricsCallback,
     configure_wandb,
     finish_wandb,
+    run_info,
     wandb_report_to,
 )
 from gr00t.train.lora import LORA_DEFAULT_TARGETS, apply_lora, lora_module_pattern
@@ -104,6 +109,7 @@ from gr00t.train.optimizer_state import (
     read_param_names,
 )
 from gr00t.train.preemption import REQUEUE_EXIT_CODE, PreemptionHandler, StopOnPreemption
+from gr00t.train.run_lock import locks_run_dir
 from gr00t.train.settings import TrainingResult, TrainingSettings
 from gr00t.train.typed_batch import TypedBatchHooks
 
@@ -296,6 +302,7 @@ def _deepspeed_resume_problem(
 # ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
+@locks_run_dir()  # rank 0 holds <run_dir>/RUN_LOCK for the whole run: one trainer per run directory
 def run_training(
     model: torch.nn.Module,
     train_dataset: Dataset,
@@ -319,6 +326,7 @@ def run_training(
     if isinstance(settings, dict):
         settings = TrainingSettings.from_dict(settings)
     settings.validate()
+    tie_trainer_to_launcher()  # under torchrun: die with the agent rather than outlive it as an orphan
     run_dir = Path(run_dir).resolve()
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
@@ -369,7 +377,7 @@ def run_training(
     all_callbacks: list[TrainerCallback] = [
         stop_on_preemption,
         MetricsFileCallback(run_dir),
-        LossCurveCallback(run_dir),
+        LossCurveCallback(run_dir, run_info(experiment_config)),
         *(callbacks or []),
     ]
     trainer = Gr00tTrainer(
@@ -454,9 +462,10 @@ def run_training(
     )
     if preempted:
         if args.should_save:
-            ckpt.write_json_atomic(
+            atomic.write_json(
                 run_dir / ckpt.PREEMPTED_MARKER,
                 {"step": result.global_step, "signal": handler.signal_name, "checkpoint": str(last)},
+                sort_keys=True,
             )
         barrier()
         logger.warning(

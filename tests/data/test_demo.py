@@ -176,3 +176,20 @@ def test_mixture_demo_writes_one_readable_dataset_per_entry(tmp_path):
         timeout=120,
     )
     assert again.returncode == 2 and "not empty" in again.stderr  # nothing is overwritten
+
+
+def test_dataset_files_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        root = write_demo_dataset(tmp_path / "shared", num_episodes=2, episode_length=12)
+    finally:
+        os.umask(old)
+    paths = [root, *root.rglob("*")]
+    assert any(p.suffix == ".mp4" for p in paths) and any(p.suffix == ".parquet" for p in paths)
+    for path in paths:
+        want = 0o750 if path.is_dir() else 0o640
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]  # no staging folder left

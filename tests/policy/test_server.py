@@ -172,3 +172,34 @@ def test_bind_failure_is_clear():
             PolicyServer(DoublingPolicy(), port=server.port)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("frames", [2, 7, 8, 9, 40])
+def test_req_client_with_many_body_frames_gets_a_reply(threaded_server, frames):
+    """A REQ peer's reply must keep its empty delimiter frame, however many body frames it sent."""
+    _, port = threaded_server
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.RCVTIMEO, 3000)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        sock.send_multipart([pack({"endpoint": "ping"})] + [b"x"] * (frames - 1))
+        reply = unpack(sock.recv())  # raises zmq.Again if no reply comes
+        assert reply == {"error": f"expected a single-frame request body, got {frames} frames"}
+        sock.send(pack({"endpoint": "ping"}))  # the REQ socket is usable again
+        assert unpack(sock.recv()) == PING_REPLY
+    finally:
+        sock.close(linger=0)
+
+
+def test_empty_and_identity_only_messages_from_a_router_peer(threaded_server):
+    """A ROUTER-to-ROUTER peer can send an envelope without a body: it gets an error, not silence."""
+    _, port = threaded_server
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.RCVTIMEO, 3000)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        sock.send(b"")  # delimiter only: zero body frames
+        assert unpack(sock.recv_multipart()[-1])["error"].endswith("got 0 frames")
+    finally:
+        sock.close(linger=0)

@@ -121,6 +121,28 @@ def test_run_writes_complete_loadable_checkpoint(train_data: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_run_files_honour_the_umask(train_data: Path, tmp_path: Path) -> None:
+    """Checkpoints (safetensors writes 0600 itself), logs, plots and the lock follow the umask."""
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        _train(train_data, tmp_path / "run", save_steps=1)
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "run", *(tmp_path / "run").rglob("*")]
+    names = {p.name for p in paths}
+    assert {"model.safetensors", "optimizer.pt", "metrics.jsonl", "loss_curve.png", "RUN_LOCK"} <= names
+    wrong = {
+        str(p): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in paths
+        if stat.S_IMODE(p.stat().st_mode) != (0o750 if p.is_dir() else 0o640)
+    }
+    assert not wrong, wrong
+
+
+@pytest.mark.slow
 def test_rerun_resumes_and_resume_false_starts_over(train_data: Path, tmp_path: Path) -> None:
     _train(train_data, tmp_path, max_steps=2)
     (tmp_path / "checkpoint-9.tmp-123").mkdir()  # debris of a crashed write
