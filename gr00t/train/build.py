@@ -41,10 +41,11 @@ from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API 
     main_embodiment,
     mixture_embodiments,
     resolve_mixture,
+    sampler_factory,
 )
 from gr00t.train.lifetime import tie_trainer_to_launcher
 from gr00t.train.run_lock import holding_run_dir
-from gr00t.train.settings import per_device_batch
+from gr00t.train.settings import derive_batch, global_batch_note
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +126,18 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
             config = config_from_dict(fields)
         except ValueError as exc:
             raise BuildError(f"model ({preset}): {exc}") from exc
+        __import__("torch").manual_seed(int(cfg.get("seed", 42)))  # `seed=` fixes the initial weights too
         return Gr00tN16Model(config), {"source": f"preset {preset}", "preset": preset}
 
     checkpoint = resolve_base_checkpoint(str(base))
     base_config = Gr00tN16Config.from_pretrained(str(checkpoint))
     explicit = explicit_model_overrides()
-    frozen = sorted(k for k in explicit if k not in TRAINING_TIME_FIELDS)
+    # architecture keys may be named (a recipe states the released shapes) as long as they agree
+    frozen = sorted(
+        k
+        for k in explicit
+        if k not in TRAINING_TIME_FIELDS and fields.get(k) != getattr(base_config, k, None)
+    )
     if frozen:
         raise BuildError(
             f"model.{frozen[0]} cannot change when finetuning from base={base}: it is part of the checkpoint's "
@@ -243,12 +250,15 @@ def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
     node = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
     assert isinstance(node, dict)
     global_batch = node.pop("global_batch_size", None)
-    if node.get("per_device_batch_size") is None:
-        accumulation = int(node.get("gradient_accumulation_steps") or 1)
-        try:
-            node["per_device_batch_size"] = per_device_batch(global_batch, info.world_size, accumulation)
-        except ValueError as exc:
-            raise BuildError(str(exc)) from exc
+    try:
+        node["per_device_batch_size"], node["gradient_accumulation_steps"] = derive_batch(
+            global_batch,
+            node.get("per_device_batch_size"),
+            node.get("gradient_accumulation_steps"),
+            info.world_size,
+        )
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
     node["seed"] = int(cfg.get("seed", node.get("seed", 42)))
     if cfg.get("resume") is not None:  # the recipe's top-level `resume=` (SPEC: "resume=false starts over")
         node["resume"] = bool(cfg.resume)
@@ -296,6 +306,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     init_distributed(info)
     threads = apply_cpu_threads(cfg.trainer.get("cpu_threads"))
     mixture = resolve_mixture(cfg, (main.name or main.tag) if main is not None else None, info)
+    from gr00t.train.arguments import check_engine
     from gr00t.train.trainer import run_training
 
     settings = _settings(cfg, info)
@@ -304,10 +315,14 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     stats = ensure_all_stats(mixture, embodiments, info, recompute=bool(cfg.get("recompute_stats")))
 
     model, model_source = build_model(cfg)
+    try:  # precision, DeepSpeed config and optimiser that cannot work together fail here, in one line
+        check_engine(settings, str(model.config.model_dtype), info.world_size)
+    except (ValueError, FileNotFoundError) as exc:
+        raise BuildError(str(exc)) from exc
     processor = build_processor(cfg, model.config, embodiments, stats)
     raw_datasets = build_datasets(mixture, embodiments)
     dataset = build_training_dataset(raw_datasets, processor, seed=settings.seed)
-    sampler, weighting = _sampler_factory(raw_datasets, mixture, embodiments, settings)
+    sampler, weighting = sampler_factory(raw_datasets, mixture, embodiments, settings)
     from gr00t.data.collator import Gr00tCollator
 
     collator = Gr00tCollator(pad_token_id=processor.tokenizer.pad_token_id)
@@ -365,6 +380,10 @@ def _settings(cfg: DictConfig, info: DistInfo) -> Any:
         raise BuildError(str(exc)) from exc
     accumulation = settings.gradient_accumulation_steps
     settings.global_batch_size = settings.per_device_batch_size * info.world_size * accumulation
+    note = global_batch_note(cfg.trainer.get("global_batch_size"), settings, info.world_size)
+    if note and info.is_main:
+        logger.warning(note)
+        print(f"[gr00t] warning: {note}", flush=True)
     return settings
 
 
@@ -379,36 +398,6 @@ def _model_summary(model: Any, source: dict[str, Any]) -> dict[str, Any]:
         },
         "action_horizon": model.config.action_horizon,
     }
-
-
-def _sampler_factory(
-    datasets: Sequence[Any], mixture: Any, embodiments: Mapping[str, Any], settings: Any
-) -> tuple[Any, list[dict[str, Any]]]:
-    """`(rank, world_size) -> sampler` over the mixture's datasets with its weights, and the
-    intervention weighting in force (per weighted dataset; empty: plain `MixtureSampler`)."""
-    from gr00t.data.intervention import mixture_factors, weighted_sampler_factory
-    from gr00t.data.sampler import MixtureSampler
-
-    weights = [e.weight for e in mixture.entries] if len(mixture.entries) > 1 else None
-    try:
-        factors, summary = mixture_factors(mixture.entries, embodiments, datasets)
-    except ValueError as exc:
-        raise BuildError(str(exc)) from exc
-    if any(factors):
-        batch = settings.per_device_batch_size
-        return weighted_sampler_factory(datasets, weights, factors, settings.seed, batch), summary
-
-    def factory(rank: int, world_size: int) -> MixtureSampler:
-        return MixtureSampler(
-            [len(d) for d in datasets],
-            weights=weights,
-            seed=settings.seed,
-            rank=rank,
-            world_size=world_size,
-            round_to=settings.per_device_batch_size * world_size,
-        )
-
-    return factory, summary
 
 
 def _first_missing(path: Path) -> Path | None:

@@ -32,7 +32,9 @@ Behaviour:
 * Process count comes from the launcher (``torchrun`` env). ``settings.deepspeed="auto"`` means
   DeepSpeed ZeRO-2 whenever more than one process runs, plain single-process training otherwise.
   The optimiser is always torch's AdamW handed to DeepSpeed as a client optimiser.
-* bf16 mixed precision (+ TF32) on CUDA, fp32 on CPU (``precision="auto"``).
+* bf16 autocast (+ TF32 on CUDA) around each forward pass when the resolved precision is bf16
+  (``precision="auto"``: bf16 on CUDA, and on CPU for a model storing bf16 weights); the
+  parameters keep the model's precision policy (see :mod:`~gr00t.train.arguments`).
 * Effective global batch = per-device batch × processes × gradient accumulation, logged at start.
 * Resume: with ``settings.resume`` (default) the newest *complete* checkpoint of ``run_dir`` is
   restored — weights, optimiser, scheduler, per-rank RNG, trainer state and the data position
@@ -60,6 +62,7 @@ Behaviour:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -77,6 +80,7 @@ from gr00t import atomic
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.arguments import (
     DEFAULT_TORCH_EXTENSIONS_DIR,
+    model_storage_dtype,
     resolve_deepspeed_config,
     resolve_precision,
     training_arguments,
@@ -125,9 +129,11 @@ class Gr00tTrainer(TypedBatchHooks, Trainer):
         processor: Any | None = None,
         artifacts: dict[str, Any] | None = None,
         preemption: PreemptionHandler | None = None,
+        precision: str = "fp32",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.precision = precision
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.sampler = sampler
@@ -143,6 +149,16 @@ class Gr00tTrainer(TypedBatchHooks, Trainer):
         # Ordered parameter names per optimiser group, recorded when the torch optimiser is built
         # (before DeepSpeed wraps it) and stored in every checkpoint.
         self.optimizer_param_names: list[dict[str, Any]] | None = None
+
+    def compute_loss_context_manager(self) -> contextlib.AbstractContextManager:
+        """HF's context plus bf16 autocast when the run's precision is bf16 (backward runs outside it)."""
+        context = super().compute_loss_context_manager()
+        if self.precision != "bf16":
+            return context
+        stack = contextlib.ExitStack()
+        stack.enter_context(context)
+        stack.enter_context(torch.autocast(self.args.device.type, dtype=torch.bfloat16))
+        return stack
 
     # ---- optimiser / schedule ---------------------------------------------------------------
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
@@ -319,7 +335,8 @@ def run_training(
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     report_to = wandb_report_to(settings.wandb_mode)
-    args = training_arguments(settings, run_dir, report_to)  # initialises torch.distributed if launched
+    precision = resolve_precision(settings.precision, model_storage_dtype(model))
+    args = training_arguments(settings, run_dir, report_to, precision)  # initialises torch.distributed
     world_size = max(1, args.world_size)
     rank = args.process_index
 
@@ -382,6 +399,7 @@ def run_training(
             "experiment_config": experiment_config,
         },
         preemption=handler,
+        precision=precision,
     )
     if resume_from is not None:
         trainer.restore_data_state(resume_from)
@@ -411,7 +429,7 @@ def run_training(
         settings.max_steps,
         warmup_steps(settings.max_steps, settings.warmup_ratio),
         mode,
-        "bf16" if args.bf16 else "fp32",
+        precision,
         f"{n_trainable:,}",
         resume_from or "scratch",
     )
@@ -419,7 +437,7 @@ def run_training(
         print(
             f"[gr00t] global batch {trainer.global_batch_size} = {settings.per_device_batch_size} per device "
             f"x {world_size} processes x {settings.gradient_accumulation_steps} accumulation; {mode}, "
-            f"{'bf16' if args.bf16 else 'fp32'}; "
+            f"{precision}; "
             f"{'resuming from ' + str(resume_from) if resume_from else 'starting from scratch'}",
             flush=True,
         )

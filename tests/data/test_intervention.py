@@ -167,7 +167,7 @@ def test_the_build_samples_flagged_episodes_more_from_a_mixture_file(demo_datase
     embodiments = {"new_embodiment": load_embodiment("new_embodiment")}
     datasets = [Gr00tDataset(root, "new_embodiment", load_video=False)]
     settings = OmegaConf.create({"seed": 5, "per_device_batch_size": 4})
-    factory, summary = build._sampler_factory(datasets, mixture, embodiments, settings)
+    factory, summary = build.sampler_factory(datasets, mixture, embodiments, settings)
     assert summary == [
         {"dataset": "d", "column": "is_intervention", "weight": 3.0, "flagged_episodes": 2, "episodes": 6}
     ]
@@ -184,9 +184,9 @@ def test_the_build_samples_flagged_episodes_more_from_a_mixture_file(demo_datase
     assert all(abs(per_sample[e] / plain - 3.0) < 0.3 for e in FLAGGED)
     bad = load_mixture(str(_weighted_mixture(tmp_path, root, column="is_human")))
     with pytest.raises(BuildError, match="intervention column 'is_human' is neither"):
-        build._sampler_factory(datasets, bad, embodiments, settings)
+        build.sampler_factory(datasets, bad, embodiments, settings)
     # without a weighting: the plain sampler, nothing reported
-    factory, summary = build._sampler_factory(
+    factory, summary = build.sampler_factory(
         datasets, resolve_data(str(root), "new_embodiment"), embodiments, settings
     )
     assert summary == [] and not isinstance(factory(0, 1), EpisodeWeightedSampler)
