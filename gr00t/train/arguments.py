@@ -55,8 +55,11 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def training_arguments(settings: TrainingSettings, run_dir: Path, report_to: list[str]) -> TrainingArguments:
-    """HF ``TrainingArguments`` for ``settings`` (initialises torch.distributed when launched)."""
+def training_arguments(
+    settings: TrainingSettings, run_dir: Path, report_to: list[str], eval_steps: int | None = None
+) -> TrainingArguments:
+    """HF ``TrainingArguments`` for ``settings`` (initialises torch.distributed when launched);
+    ``eval_steps``: HF calls the trainer's ``evaluate`` every so many steps (None: never)."""
     world_size = launcher_world_size()
     ds_config = resolve_deepspeed_config(settings.deepspeed, world_size)
     if ds_config is not None:
@@ -76,6 +79,8 @@ def training_arguments(settings: TrainingSettings, run_dir: Path, report_to: lis
         max_grad_norm=settings.max_grad_norm,
         warmup_steps=settings.warmup_ratio,
         save_strategy="steps",
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
         logging_strategy="steps",

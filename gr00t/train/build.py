@@ -74,7 +74,7 @@ def resolve_base_checkpoint(base: str | Path) -> Path:
     """A checkpoint folder from `base=`: the folder itself, the newest complete one of a run folder,
     or the snapshot of a Hugging Face model id (`org/name[@revision]`)."""
     from gr00t.hub import HubError, looks_like_hub_id, resolve
-    from gr00t.train.checkpoint import latest_checkpoint
+    from gr00t.train.run_dir import RunDir
 
     path = Path(base).expanduser()
     if not path.exists() and looks_like_hub_id(str(base)):
@@ -87,9 +87,9 @@ def resolve_base_checkpoint(base: str | Path) -> Path:
             raise BuildError(f"base={str(base)!r}: {path} has config.json but no model.safetensors")
         return path
     if path.is_dir():
-        latest = latest_checkpoint(path)
+        latest = RunDir(path).latest_checkpoint()
         if latest is not None:
-            return latest
+            return latest.path
         raise BuildError(
             f"base={str(base)!r}: {path} has no config.json and no complete checkpoint-<step>/ folder"
         )
@@ -146,9 +146,28 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
             "(unchanged)" if old == new else f"overrides the checkpoint's {old!r}",
         )
     logger.info("base checkpoint %s: every other model field comes from its config.json", checkpoint)
-    model = Gr00tN16Model.from_pretrained(str(checkpoint), **overrides)
+    added = added_parameters(base_config, overrides)
+    if added:
+        logger.info("base checkpoint %s: the overrides add %s (freshly initialised)", checkpoint.name, added)
+    model = Gr00tN16Model.from_pretrained(str(checkpoint), allow_missing=added, **overrides)
     source = {"source": f"checkpoint {checkpoint}", "base": str(checkpoint), "preset": preset}
     return model, {**source, "overrides": {k: {"checkpoint": o, "run": n} for k, (o, n) in changes.items()}}
+
+
+def added_parameters(base_config: Any, overrides: Mapping[str, Any]) -> list[str]:
+    """Weights the config ``overrides`` add to a checkpoint's model (e.g. ``state_dropout_prob > 0``
+    adds the mask token); built on the meta device, so nothing is allocated."""
+    import torch
+
+    from gr00t.model.gr00t_n16 import Gr00tN16Model
+
+    if not overrides:
+        return []
+    changed = type(base_config).from_dict({**base_config.to_dict(), **overrides})
+    with torch.device("meta"):
+        before = set(Gr00tN16Model(base_config).state_dict())
+        after = set(Gr00tN16Model(changed).state_dict())
+    return sorted(after - before)
 
 
 def random_weights_warning(cfg: DictConfig) -> str | None:
