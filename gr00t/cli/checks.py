@@ -145,7 +145,7 @@ def training_inputs(cfg: Any) -> None:
     `base=` are resolved here (downloaded unless cached or offline) and replaced by local folders."""
     from gr00t.data.embodiment import load_embodiment
     from gr00t.train import build_data
-    from gr00t.train.build import resolve_base_checkpoint
+    from gr00t.train.build_model import resolve_base_checkpoint
 
     main = build_data.main_embodiment(cfg)  # validates the robot's YAML
     single = build_data.DistInfo(rank=0, world_size=1, local_rank=0)

@@ -48,6 +48,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         errors.append(loaded["gr00t.train.build_data"].BuildError)
     if "gr00t.train.resume_check" in loaded:
         errors.append(loaded["gr00t.train.resume_check"].ResumeMismatchError)
+    if "gr00t.data.heldout" in loaded:
+        errors.append(loaded["gr00t.data.heldout"].HeldoutError)
     if "gr00t.model.weights" in loaded:
         errors.append(loaded["gr00t.model.weights"].MissingWeightsError)
     if "gr00t.data.lerobot.base" in loaded:

@@ -36,7 +36,7 @@ from gr00t.model.checkpoint_files import check_model_files
 from gr00t.model.config import Gr00tN16Config
 from gr00t.model.embodiment_layers import CategorySpecificLinear
 from gr00t.model.reference_checkpoint import prepare_from_pretrained_kwargs
-from gr00t.model.weights import check_missing, checkpoint_state_dict, needs_conversion
+from gr00t.model.weights import check_loading, checkpoint_state_dict, needs_conversion, quiet_load_report
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _SAFETENSORS_DTYPES = {
@@ -147,19 +147,20 @@ class Gr00tN16Model(PreTrainedModel):
         keep_stored = "dtype" not in kwargs and "torch_dtype" not in kwargs
         if keep_stored:
             kwargs["dtype"] = torch.float32
-        if needs_conversion(folder, choice):  # EMA weights or LoRA layout: we build the state dict
-            state = checkpoint_state_dict(folder, choice)
-            config = _config_with_overrides(cls.config_class, folder, kwargs)
-            model, info = super().from_pretrained(
-                None, *args, config=config, state_dict=state, output_loading_info=True, **kwargs
-            )
-            dtypes = {k: v.dtype for k, v in state.items()}
-        else:
-            model, info = super().from_pretrained(
-                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
-            )
-            dtypes = stored_dtypes(folder) if folder.is_dir() else {}
-        check_missing(info["missing_keys"], folder, allowed)
+        with quiet_load_report():
+            if needs_conversion(folder, choice):  # EMA weights or LoRA layout: we build the state dict
+                state = checkpoint_state_dict(folder, choice)
+                config = _config_with_overrides(cls.config_class, folder, kwargs)
+                model, info = super().from_pretrained(
+                    None, *args, config=config, state_dict=state, output_loading_info=True, **kwargs
+                )
+                dtypes = {k: v.dtype for k, v in state.items()}
+            else:
+                model, info = super().from_pretrained(
+                    pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+                )
+                dtypes = stored_dtypes(folder) if folder.is_dir() else {}
+        check_loading(info, folder, allowed)
         if keep_stored and dtypes:
             model._restore_stored_dtypes(dtypes)
             model.config.dtype = model.dtype

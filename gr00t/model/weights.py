@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gr00t.model.checkpoint_files import WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
@@ -164,6 +165,31 @@ def merge_lora(state: Mapping[str, torch.Tensor], config: Mapping) -> dict[str, 
     return out
 
 
+@contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """Hold back transformers' multi-line load report: `check_loading` reports in one line instead."""
+    hf = logging.getLogger("transformers.modeling_utils")
+    level = hf.level
+    hf.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf.setLevel(level)
+
+
+def check_loading(info: Mapping[str, Any], folder: str | Path, allowed: Iterable[str] = ()) -> None:
+    """After a load: missing weights raise (`check_missing`), unused checkpoint tensors are logged."""
+    check_missing(info.get("missing_keys", ()), folder, allowed)
+    unexpected = sorted(info.get("unexpected_keys", ()))
+    if unexpected:
+        logger.warning(
+            "%s: %d checkpoint tensor(s) not used by the model: %s",
+            folder,
+            len(unexpected),
+            _first(unexpected),
+        )
+
+
 def check_missing(missing: Iterable[str], folder: str | Path, allowed: Iterable[str] = ()) -> None:
     """Raise `MissingWeightsError` for model weights a checkpoint did not provide (except ``allowed``)."""
     missing = sorted(set(missing) - set(allowed))
@@ -179,10 +205,12 @@ __all__ = [
     "LORA_CONFIG_NAME",
     "WEIGHT_CHOICES",
     "MissingWeightsError",
+    "check_loading",
     "check_missing",
     "checkpoint_state_dict",
     "has_lora_layout",
     "merge_lora",
     "needs_conversion",
+    "quiet_load_report",
     "resolve_weights",
 ]

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from gr00t import atomic
+from gr00t.data.heldout import HELDOUT_FILE
 from gr00t.model.checkpoint_files import WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 from gr00t.model.weights import EMA_WEIGHTS_NAME, LORA_CONFIG_NAME
 from gr00t.train.run_lock import holding_run_dir
@@ -75,7 +76,7 @@ STATISTICS_NAME = "statistics.json"
 EMBODIMENT_MAP_NAME = "embodiment_map.json"
 EXPERIMENT_CONFIG_NAME = "experiment_config.yaml"
 OPTIMIZER_PARAMS_NAME = "optimizer_params.json"
-HELDOUT_NAME = "heldout_episodes.json"
+HELDOUT_NAME = HELDOUT_FILE
 PREEMPTED_MARKER = "PREEMPTED"
 OPTIMIZER_NAMES_FORMAT = 1
 RUN_FILES = ("trainer_state.json", "metrics.jsonl", "loss_curve.png", "wandb_run_id")

@@ -129,9 +129,10 @@ def run_training(
     }
     handler = PreemptionHandler(settings.preemption_signals)
     extra = [StopOnPreemption(handler), *(callbacks or [])]
-    trainer = _make_trainer(model, args, train_dataset, collator, settings, run, sampler, extra, side_files)
+    data = (train_dataset, eval_dataset, collator, sampler)
+    trainer = _make_trainer(model, args, data, settings, run, extra, side_files)
     _attach_ema(trainer, settings, resume)
-    _attach_validation(trainer, eval_dataset, settings)
+    _attach_validation(trainer, settings)
     if resume is not None:
         _check_resume(trainer, resume, changed)
     _announce(trainer, settings, resume)
@@ -177,19 +178,20 @@ def _prepare_model(
 def _make_trainer(
     model: torch.nn.Module,
     args: Any,
-    train_dataset: Dataset,
-    collator: Callable,
+    data: tuple[Dataset, Dataset | None, Callable, Any],
     settings: TrainingSettings,
     run: RunDir,
-    sampler: Any,
     callbacks: list[TrainerCallback],
     side_files: dict[str, Any],
 ) -> Gr00tTrainer:
+    """``data``: (training dataset, held-out dataset or None, collator, sampler or factory or None)."""
+    train_dataset, eval_dataset, collator, sampler = data
     world_size, rank = max(1, args.world_size), args.process_index
     return Gr00tTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         callbacks=[MetricsFileCallback(run.path), LossCurveCallback(run.path), *callbacks],
         settings=settings,
@@ -215,13 +217,12 @@ def _attach_ema(trainer: Gr00tTrainer, settings: TrainingSettings, resume: Check
     trainer.add_callback(EmaCallback(trainer.ema, trainer.model, resume_from=source))
 
 
-def _attach_validation(
-    trainer: Gr00tTrainer, eval_dataset: Dataset | None, settings: TrainingSettings
-) -> None:
-    if eval_dataset is None:
+def _attach_validation(trainer: Gr00tTrainer, settings: TrainingSettings) -> None:
+    """The validation loss on the held-out samples, when there are any."""
+    if trainer.eval_dataset is None:
         return
     trainer.validation = ValidationLoss(
-        eval_dataset,
+        trainer.eval_dataset,
         trainer.data_collator,
         batch_size=settings.per_device_batch_size,
         max_samples=settings.eval_samples,

@@ -181,7 +181,9 @@ def test_training_dataset_keys_augmentation_by_sampler_draw(demo_dataset_v3):
 
 
 def test_unknown_base_architecture_override_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "explicit_model_overrides", lambda: {"action_horizon"})
+    from gr00t.train import build_model as model_side
+
+    monkeypatch.setattr(model_side, "explicit_model_overrides", lambda: {"action_horizon"})
     from gr00t.model.gr00t_n16 import Gr00tN16Model
     from gr00t.model.presets import load_preset
 

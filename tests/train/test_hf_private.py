@@ -15,7 +15,9 @@ from gr00t.train.hf_private import HF_PRIVATE_API, PrivateTrainerHooks, signatur
 def test_private_trainer_methods_keep_their_signatures() -> None:
     for name, expected in HF_PRIVATE_API.items():
         method = getattr(Trainer, name, None)
-        assert method is not None, f"transformers' Trainer no longer has {name}: update gr00t/train/hf_private.py"
+        assert method is not None, (
+            f"transformers' Trainer no longer has {name}: update gr00t/train/hf_private.py"
+        )
         assert signature_of(method) == expected, (
             f"Trainer.{name} changed its signature to {signature_of(method)} (checked: {expected}); "
             "update gr00t/train/hf_private.py"
