@@ -72,6 +72,7 @@ from gr00t.train.logging_callbacks import (
     MetricsFileCallback,
     configure_wandb,
     finish_wandb,
+    run_info,
     wandb_report_to,
 )
 from gr00t.train.lora import LORA_DEFAULT_TARGETS, apply_lora, lora_config, lora_module_pattern
@@ -193,7 +194,11 @@ def _make_trainer(
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=collator,
-        callbacks=[MetricsFileCallback(run.path), LossCurveCallback(run.path), *callbacks],
+        callbacks=[
+            MetricsFileCallback(run.path),
+            LossCurveCallback(run.path, run_info(side_files.get("experiment_config"))),
+            *callbacks,
+        ],
         settings=settings,
         run_dir=run,
         sampler=resolve_sampler(sampler, train_dataset, settings.seed, rank, world_size),

@@ -269,3 +269,30 @@ def test_eval_on_demo_finetuned_checkpoint(demo, tmp_path):
     policy = Gr00tPolicy.from_checkpoint(ckpt, "new_embodiment")
     res = evaluate_episode(policy, Gr00tDataset(demo, "new_embodiment"), 0)
     assert res.predicted["gripper"].min() >= lo - 1e-5 and res.predicted["gripper"].max() <= hi + 1e-5
+
+
+def test_report_names_dimensions_and_plot_header(demo_dataset_v3, shared_dataset, tmp_path):
+    from gr00t.eval.open_loop import episode_header, format_report, write_report
+
+    replay = Replay(demo_dataset_v3, offset=0.5)
+    replay.episode = 1
+    report = run_open_loop(
+        replay, shared_dataset, episodes=[1], plot_dir=tmp_path, source="runs/demo/checkpoint-2"
+    )
+    data = json.loads(write_report(report, tmp_path / "metrics.json").read_text())
+    assert data["source"] == "runs/demo/checkpoint-2" and data["embodiment"] == "new_embodiment"
+    arm = data["metrics"]["per_key"]["arm"]
+    assert arm["names"] == [f"arm_joint_{i}" for i in range(6)]
+    assert arm["mse_per_dim"] == pytest.approx([0.25] * 6) and arm["mae_per_dim"] == pytest.approx([0.5] * 6)
+    (episode,) = data["episodes"]
+    assert episode["task"] == shared_dataset.sample(1, 0)["language"]
+    assert episode["metrics"]["per_key"]["gripper"]["names"] == ["gripper"]
+    text = format_report(report)
+    assert "runs/demo/checkpoint-2" in text
+    assert any(line.split()[:3] == ["arm_joint_5", "MSE", "0.25"] for line in text.splitlines())
+    assert episode["plot"] == str(tmp_path / "episode_000001.png")
+    assert Path(episode["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    header = episode_header("runs/demo/checkpoint-2", shared_dataset, report.episodes[0], 16, report.metrics)
+    assert header[0].startswith("runs/demo/checkpoint-2  |  ") and header[0].endswith(" episode 1")
+    assert header[1] == f"task: {episode['task']!r}"
+    assert "policy queried every 16 steps" in header[2] and "MSE 0.25" in header[2]

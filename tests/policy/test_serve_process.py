@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_client_imports_without_torch():
     code = (
-        "import sys; import gr00t.policy.client, gr00t.policy.protocol, gr00t.policy.base; "
+        "import sys; import gr00t_client, gr00t.policy.client, gr00t.policy.protocol, gr00t.policy.base; "
         "from gr00t.policy import Policy; assert issubclass(gr00t.policy.client.PolicyClient, Policy); "
         "bad = [m for m in ('torch', 'transformers', 'gr00t.model', 'gr00t.data') if m in sys.modules]; "
         "assert not bad, bad; print('ok')"
