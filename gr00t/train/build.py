@@ -58,7 +58,7 @@ from gr00t.train.build_model import (  # noqa: F401  (re-exported)
     resolve_tokenizer,
 )
 from gr00t.train.lifetime import tie_trainer_to_launcher
-from gr00t.train.run_lock import holding_run_dir
+from gr00t.train.run_dir import RunDir
 from gr00t.train.settings import per_device_batch
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def build_and_train(cfg: DictConfig, log_name: str = "train") -> int:
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
     created = _first_missing(run_dir)
     try:
-        with holding_run_dir(run_dir):  # one trainer per run directory: fails fast when another holds it
+        with RunDir(run_dir).lock():  # one trainer per run directory: fails fast when another holds it
             return _build_and_train(cfg, info, run_dir, log, log_name)
     except BaseException:
         if info.is_main and created is not None:

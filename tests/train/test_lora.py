@@ -104,3 +104,25 @@ def test_gr00t_eval_loads_it_and_refuses_a_checkpoint_with_missing_weights(
     assert len(errors) == 1 and errors[0].startswith("gr00t-eval: error:"), err
     assert gone in errors[0] and str(broken) in errors[0]
     assert "Traceback" not in err and "LOAD REPORT" not in err
+
+
+def test_lora_run_resumes_exactly_after_sigkill(train_data: Path, tmp_path: Path) -> None:
+    from conftest import assert_same_weights, describe, logged, run_worker
+
+    common = ["--data", str(train_data), "--max-steps", "4", "--save-steps", "2", "--batch", "3"]
+    common += ["--lr", "1e-3", "--workers", "1", "--lora-rank", "4"]
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    proc, _ = run_worker(["--run-dir", str(reference), *common])
+    assert proc.returncode == 0, describe(proc)
+    killed, _ = run_worker(["--run-dir", str(run), *common, "--kill-after-save", "2"])
+    assert killed.returncode == -9, describe(killed)
+    proc, result = run_worker(["--run-dir", str(run), *common])
+    assert proc.returncode == 0 and result is not None, describe(proc)
+    assert result["resumed_from"] == str(run / "checkpoint-2")
+    assert any(".lora_A." in k for k in load_file(str(run / "checkpoint-4" / "model.safetensors")))
+    assert_same_weights(reference / "checkpoint-4", run / "checkpoint-4")
+    ref = {r["step"]: r["loss"] for r in logged(reference) if "loss" in r}
+    assert {r["step"]: r["loss"] for r in logged(run) if "loss" in r and r["step"] > 2} == {
+        3: ref[3],
+        4: ref[4],
+    }
