@@ -84,9 +84,7 @@ def build_policy(preset: str, device: torch.device) -> Gr00tPolicy:
     config = load_preset(preset, **overrides)
     with torch.device(device):
         model = Gr00tN16Model(config)
-    if device.type == "cuda":
-        model.cast_to_model_dtype()
-    else:
+    if device.type != "cuda":  # CUDA: the precision policy (bf16 frozen, fp32 trainable) as built
         model.float()
     emb = one_camera_embodiment(config.action_horizon)
     stats = {

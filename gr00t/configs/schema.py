@@ -6,8 +6,11 @@
 of the wrong type or outside an enum's choices while composing, before anything runs.
 The ``embodiment`` node is the robot's YAML file, validated by `gr00t.data.embodiment`.
 
-Adding a config group (e.g. ``memory=<profile>``): a dataclass here, a field on `RecipeConfig`,
-an entry in its defaults list, and a folder of YAML files under `gr00t/configs/`.
+Adding a config group: a dataclass here, a field on `RecipeConfig`, an entry in its defaults list,
+and a folder of YAML files under `gr00t/configs/`. The ``memory`` group is the exception that
+needs no node of its own: its files (``# @package trainer``) set `TrainerConfig` keys (memory
+profile name, optimiser, activation checkpointing, DeepSpeed config), composed after the
+``trainer`` group so a profile applies to any trainer.
 """
 
 from __future__ import annotations
@@ -158,6 +161,7 @@ def _recipe_defaults() -> list[Any]:
         {"model": "n16"},
         {"embodiment": "new_embodiment"},
         {"trainer": "finetune"},
+        {"memory": "default"},
         {"launcher": "local"},
     ]
 

@@ -10,10 +10,18 @@ Partial unfreezing (SPEC-N16 §1.5, following the reference):
   embedding and mask token (it does not touch the backbone's `mlp1`, which follows `tune_visual`).
 - `tune_diffusion_model`: the DiT (`action_head.model`); `tune_vlln`: `action_head.vlln`.
 Frozen modules stay in eval mode whatever `train()` is called with.
+
+Precision policy (SPEC-N16 §1.1, `apply_precision`): frozen parameters are stored in
+`config.model_dtype`; trainable ones are float32 master weights (trainable backbone parameters only
+with `backbone_trainable_params_fp32`, else `model_dtype`). Building the model and loading it end
+in that state, and `set_trainable` keeps it. A model holding low-precision weights computes under
+autocast to `model_dtype` (`compute_autocast`), entered by `forward`/`encode`/`denoise` when the
+caller has not entered one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -211,6 +219,7 @@ class Gr00tN16Model(PreTrainedModel):
             head.model.requires_grad_(False)
         if not cfg.tune_vlln:
             head.vlln.requires_grad_(False)
+        self.apply_precision()
         self.train(self.training)
 
     def frozen_modules(self) -> list[nn.Module]:
@@ -246,16 +255,39 @@ class Gr00tN16Model(PreTrainedModel):
             "total": count(self),
         }
 
-    def cast_to_model_dtype(self) -> Gr00tN16Model:
-        """Cast to `config.model_dtype`; with `backbone_trainable_params_fp32`, trainable backbone
-        parameters stay float32 (train such a mix under autocast)."""
-        dtype = _DTYPES[self.config.model_dtype]
-        self.to(dtype)
-        if self.config.backbone_trainable_params_fp32:
-            for p in self.backbone.parameters():
-                if p.requires_grad:
-                    p.data = p.data.to(torch.float32)
+    def parameter_dtype(self, name: str, trainable: bool) -> torch.dtype:
+        """The dtype the precision policy gives parameter `name` (SPEC §1.1)."""
+        cfg = self.config
+        if not trainable:
+            return _DTYPES[cfg.model_dtype]
+        if name.startswith("backbone.") and not cfg.backbone_trainable_params_fp32:
+            return _DTYPES[cfg.model_dtype]
+        return torch.float32
+
+    def apply_precision(self) -> Gr00tN16Model:
+        """Cast each parameter to its policy dtype: frozen ones to `config.model_dtype`, trainable ones
+        to float32 master weights (see `parameter_dtype`). Buffers keep their dtype (rotary tables
+        stay float32). Called by `set_trainable`; call it again after adding parameters (LoRA)."""
+        for name, p in self.named_parameters():
+            dtype = self.parameter_dtype(name, p.requires_grad)
+            if p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
         return self
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """`config.model_dtype`: the autocast dtype of a model that holds low-precision weights."""
+        return _DTYPES[self.config.model_dtype]
+
+    def compute_autocast(self, device_type: str) -> contextlib.AbstractContextManager:
+        """Autocast to `model_dtype` when the model holds parameters below float32 and the caller
+        has not entered an autocast region itself; otherwise a no-op context."""
+        dtype = self.compute_dtype
+        if dtype == torch.float32 or torch.is_autocast_enabled(device_type):
+            return contextlib.nullcontext()
+        if all(p.dtype == torch.float32 for p in self.parameters()):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=dtype)
 
     # ------------------------------------------------------------------ training
     def forward(
@@ -269,6 +301,11 @@ class Gr00tN16Model(PreTrainedModel):
             raise ValueError(
                 "Gr00tN16Model.forward needs 'action' (a training batch); use get_action for inference"
             )
+        with self.compute_autocast(head.state.device.type):
+            return self._loss(batch, noise, t)
+
+    def _loss(self, batch: Gr00tBatch, noise: torch.Tensor | None, t: torch.Tensor | None) -> Gr00tN16Output:
+        head = batch.head
         features = self.backbone(batch.backbone)
         out = self.action_head(
             backbone_features=features.backbone_features,
@@ -289,14 +326,15 @@ class Gr00tN16Model(PreTrainedModel):
         """The step-independent part of inference: the backbone, then the head's context (vlln,
         cross-attention keys/values, state tokens). `action`/`action_mask` are ignored."""
         _check_batch(batch)
-        features = self.backbone(batch.backbone)
-        return self.action_head.prepare_context(
-            features.backbone_features,
-            features.backbone_attention_mask,
-            features.image_mask,
-            batch.head.state,
-            batch.head.embodiment_id,
-        )
+        with self.compute_autocast(batch.head.state.device.type):
+            features = self.backbone(batch.backbone)
+            return self.action_head.prepare_context(
+                features.backbone_features,
+                features.backbone_attention_mask,
+                features.image_mask,
+                batch.head.state,
+                batch.head.embodiment_id,
+            )
 
     @torch.no_grad()
     def denoise(
@@ -310,9 +348,10 @@ class Gr00tN16Model(PreTrainedModel):
         """Euler integration of the flow on an `encode`d context → float32 `[B, H, max_action_dim]`
         (normalised space). `num_steps` defaults to `config.num_inference_timesteps`; `noise` (or
         `generator`) fixes the start; `rtc` continues a previous chunk (`RealTimeChunking`)."""
-        return self.action_head.sample(
-            context, noise=noise, generator=generator, rtc=rtc, num_steps=num_steps
-        )
+        with self.compute_autocast(context.state_features.device.type):
+            return self.action_head.sample(
+                context, noise=noise, generator=generator, rtc=rtc, num_steps=num_steps
+            ).float()
 
     @torch.no_grad()
     def get_action(

@@ -59,7 +59,7 @@ from gr00t.train.build_model import (  # noqa: F401  (re-exported)
 )
 from gr00t.train.lifetime import tie_trainer_to_launcher
 from gr00t.train.run_dir import RunDir
-from gr00t.train.settings import per_device_batch
+from gr00t.train.settings import derive_batch, global_batch_note
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +71,15 @@ def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
     node = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
     assert isinstance(node, dict)
     global_batch = node.pop("global_batch_size", None)
-    if node.get("per_device_batch_size") is None:
-        accumulation = int(node.get("gradient_accumulation_steps") or 1)
-        try:
-            node["per_device_batch_size"] = per_device_batch(global_batch, info.world_size, accumulation)
-        except ValueError as exc:
-            raise BuildError(str(exc)) from exc
+    try:
+        node["per_device_batch_size"], node["gradient_accumulation_steps"] = derive_batch(
+            global_batch,
+            node.get("per_device_batch_size"),
+            node.get("gradient_accumulation_steps"),
+            info.world_size,
+        )
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
     node["seed"] = int(cfg.get("seed", node.get("seed", 42)))
     if cfg.get("resume") is not None:  # the recipe's top-level `resume=` (SPEC: "resume=false starts over")
         node["resume"] = bool(cfg.resume)
@@ -131,10 +134,17 @@ class _Parts:
     stats: dict[str, tuple[Any, Any]]
 
 
-def _build_parts(cfg: DictConfig, info: DistInfo, mixture: Any, embodiments: Any, seed: int) -> _Parts:
+def _build_parts(cfg: DictConfig, info: DistInfo, mixture: Any, embodiments: Any, settings: Any) -> _Parts:
     """Statistics, model, processor and the (training, held-out) datasets."""
+    from gr00t.train.arguments import check_engine
+
+    seed = settings.seed
     stats = ensure_all_stats(mixture, embodiments, info, recompute=bool(cfg.get("recompute_stats")))
     model, source = build_model(cfg)
+    try:  # precision, DeepSpeed config and optimiser that cannot work together fail here, in one line
+        check_engine(settings, str(model.config.model_dtype), info.world_size)
+    except (ValueError, FileNotFoundError) as exc:
+        raise BuildError(str(exc)) from exc
     stats = base_statistics(cfg, embodiments, stats, bool(model.config.use_relative_action))
     processor = build_processor(cfg, model.config, embodiments, stats)
     heldout = hold_out(cfg, mixture, embodiments)
@@ -155,7 +165,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     from gr00t.train.trainer import run_training
 
     settings = _settings(cfg, info)
-    parts = _build_parts(cfg, info, mixture, mixture_embodiments(mixture, main), settings.seed)
+    parts = _build_parts(cfg, info, mixture, mixture_embodiments(mixture, main), settings)
     effective = _effective_settings(cfg, info, run_dir, parts, mixture, settings, threads, t0)
     if info.is_main:
         _announce(cfg, run_dir, log, log_name, effective, parts, mixture)
@@ -235,6 +245,10 @@ def _settings(cfg: DictConfig, info: DistInfo) -> Any:
         raise BuildError(str(exc)) from exc
     accumulation = settings.gradient_accumulation_steps
     settings.global_batch_size = settings.per_device_batch_size * info.world_size * accumulation
+    note = global_batch_note(cfg.trainer.get("global_batch_size"), settings, info.world_size)
+    if note and info.is_main:
+        logger.warning(note)
+        print(f"[gr00t] warning: {note}", flush=True)
     return settings
 
 

@@ -96,12 +96,18 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
             config = config_from_dict(fields)
         except ValueError as exc:
             raise BuildError(f"model ({preset}): {exc}") from exc
+        __import__("torch").manual_seed(int(cfg.get("seed", 42)))  # `seed=` fixes the initial weights too
         return Gr00tN16Model(config), {"source": f"preset {preset}", "preset": preset}
 
     checkpoint = resolve_base_checkpoint(str(base))
     base_config = Gr00tN16Config.from_pretrained(str(checkpoint))
     explicit = explicit_model_overrides()
-    frozen = sorted(k for k in explicit if k not in TRAINING_TIME_FIELDS)
+    # architecture keys may be named (a recipe states the released shapes) as long as they agree
+    frozen = sorted(
+        k
+        for k in explicit
+        if k not in TRAINING_TIME_FIELDS and fields.get(k) != getattr(base_config, k, None)
+    )
     if frozen:
         raise BuildError(
             f"model.{frozen[0]} cannot change when finetuning from base={base}: it is part of the checkpoint's "

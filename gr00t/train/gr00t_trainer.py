@@ -11,6 +11,7 @@ and callbacks (EMA, preemption, metrics file). The two private overrides HF leav
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -52,9 +53,11 @@ class Gr00tTrainer(TypedBatchHooks, PrivateTrainerHooks):
         side_files: dict[str, Any] | None = None,
         ema: WeightEma | None = None,
         validation: ValidationLoss | None = None,
+        precision: str = "fp32",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.precision = precision
         self.settings = settings
         self.run = run_dir
         self.sampler = sampler
@@ -70,6 +73,16 @@ class Gr00tTrainer(TypedBatchHooks, PrivateTrainerHooks):
         # Ordered parameter names per optimiser group, recorded when the torch optimiser is built
         # (before DeepSpeed wraps it) and stored in every checkpoint.
         self.optimizer_param_names: list[dict[str, Any]] | None = None
+
+    def compute_loss_context_manager(self) -> contextlib.AbstractContextManager:
+        """HF's context plus bf16 autocast when the run's precision is bf16 (backward runs outside it)."""
+        context = super().compute_loss_context_manager()
+        if self.precision != "bf16":
+            return context
+        stack = contextlib.ExitStack()
+        stack.enter_context(context)
+        stack.enter_context(torch.autocast(self.args.device.type, dtype=torch.bfloat16))
+        return stack
 
     # ---- optimiser / schedule ---------------------------------------------------------------
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gr00t.model.batch import Gr00tBatch
-from gr00t.train.preemption import configure_worker_signals
+from gr00t.train.preemption import configure_worker_signals, signals_blocked
 from gr00t.train.settings import TrainingSettings
 
 
@@ -89,6 +89,20 @@ def worker_init(worker_id: int, signals: tuple[str, ...] = ()) -> None:
     configure_worker_signals(signals)  # a signal to the whole job must not kill workers mid-step
 
 
+class WorkerSafeDataLoader(DataLoader):
+    """A DataLoader whose worker processes are forked with the preemption signals blocked."""
+
+    def __init__(self, *args: Any, signals: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signals = signals
+
+    def __iter__(self) -> Any:
+        if self.num_workers == 0:
+            return super().__iter__()
+        with signals_blocked(self.signals):
+            return super().__iter__()
+
+
 def build_train_dataloader(
     dataset: Dataset,
     sampler: Any,
@@ -99,8 +113,10 @@ def build_train_dataloader(
     """A plain DataLoader over ``EndlessSampler(sampler)`` with a per-rank seeded generator."""
     workers = settings.dataloader_num_workers
     generator = torch.Generator().manual_seed(settings.seed + 1_000_003 * process_index)
-    return DataLoader(
+    signals = tuple(settings.preemption_signals)
+    return WorkerSafeDataLoader(
         dataset,
+        signals=signals,
         batch_size=settings.per_device_batch_size,
         sampler=EndlessSampler(sampler),
         collate_fn=collate_fn,
@@ -109,5 +125,5 @@ def build_train_dataloader(
         prefetch_factor=(settings.dataloader_prefetch_factor or 2) if workers > 0 else None,
         persistent_workers=False,
         generator=generator,
-        worker_init_fn=functools.partial(worker_init, signals=tuple(settings.preemption_signals)),
+        worker_init_fn=functools.partial(worker_init, signals=signals),
     )

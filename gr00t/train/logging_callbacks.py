@@ -217,6 +217,11 @@ def configure_wandb(run_dir: str | Path, mode: str | None, project: str, run_nam
             atomic.write_text(id_file, run_id)
     os.environ["WANDB_RUN_ID"] = run_id
     os.environ["WANDB_RESUME"] = "allow"
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is None:
+        # wandb reads its environment once per process: without this a second run in the same
+        # process (a notebook, a sweep) would write into the first run's wandb folder
+        wandb.teardown()
     return report_to
 
 

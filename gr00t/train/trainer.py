@@ -26,6 +26,9 @@ Behaviour:
 * Process count comes from the launcher (``torchrun`` env). ``settings.deepspeed="auto"`` means
   DeepSpeed ZeRO-2 whenever more than one process runs, plain single-process training otherwise
   (`gr00t.train.arguments`). The optimiser is torch's AdamW, handed to DeepSpeed as a client optimiser.
+* bf16 autocast (+ TF32 on CUDA) around each forward pass when the resolved precision is bf16
+  (``precision="auto"``: bf16 on CUDA, and on CPU for a model storing bf16 weights); the
+  parameters keep the model's precision policy (see :mod:`~gr00t.train.arguments`).
 * Effective global batch = per-device batch × processes × gradient accumulation, logged at start.
 * Resume (`gr00t.train.run_dir`, `gr00t.train.resume_check`): with ``settings.resume`` (default) the
   newest *complete* checkpoint is restored — weights, optimiser, scheduler, per-rank RNG, trainer
@@ -57,6 +60,7 @@ from transformers import TrainerCallback
 
 from gr00t.train.arguments import (
     DEFAULT_TORCH_EXTENSIONS_DIR,
+    model_storage_dtype,
     resolve_deepspeed_config,
     resolve_precision,
     training_arguments,
@@ -117,7 +121,10 @@ def run_training(
     run = RunDir(Path(run_dir).resolve())
     report_to = wandb_report_to(settings.wandb_mode)
     eval_steps = (settings.eval_steps or settings.save_steps) if eval_dataset is not None else None
-    args = training_arguments(settings, run.path, report_to, eval_steps)  # initialises torch.distributed
+    precision = resolve_precision(settings.precision, model_storage_dtype(model))
+    args = training_arguments(
+        settings, run.path, report_to, precision, eval_steps
+    )  # initialises torch.distributed
     resume = _resume_point(run, settings, args.should_save)
     changed = _prepare_model(model, settings, resume)
     side_files = {
@@ -131,7 +138,7 @@ def run_training(
     handler = PreemptionHandler(settings.preemption_signals)
     extra = [StopOnPreemption(handler), *(callbacks or [])]
     data = (train_dataset, eval_dataset, collator, sampler)
-    trainer = _make_trainer(model, args, data, settings, run, extra, side_files)
+    trainer = _make_trainer(model, args, data, settings, run, extra, side_files, precision)
     _attach_ema(trainer, settings, resume)
     _attach_validation(trainer, settings)
     if resume is not None:
@@ -184,8 +191,10 @@ def _make_trainer(
     run: RunDir,
     callbacks: list[TrainerCallback],
     side_files: dict[str, Any],
+    precision: str,
 ) -> Gr00tTrainer:
-    """``data``: (training dataset, held-out dataset or None, collator, sampler or factory or None)."""
+    """``data``: (training dataset, held-out dataset or None, collator, sampler or factory or None);
+    ``precision``: the resolved one (`resolve_precision`)."""
     train_dataset, eval_dataset, collator, sampler = data
     world_size, rank = max(1, args.world_size), args.process_index
     return Gr00tTrainer(
@@ -203,6 +212,7 @@ def _make_trainer(
         run_dir=run,
         sampler=resolve_sampler(sampler, train_dataset, settings.seed, rank, world_size),
         side_files=side_files,
+        precision=precision,
     )
 
 
@@ -258,7 +268,7 @@ def _announce(trainer: Gr00tTrainer, settings: TrainingSettings, resume: Checkpo
     mode = "no DeepSpeed"
     if trainer.is_deepspeed_enabled:
         mode = f"DeepSpeed ZeRO-{trainer.accelerator.state.deepspeed_plugin.zero_stage}"
-    precision = "bf16" if args.bf16 else "fp32"
+    precision = trainer.precision
     source = resume.path if resume is not None else None
     logger.info(
         "effective global batch = %d per device x %d processes x %d accumulation = %d; "

@@ -227,25 +227,70 @@ def test_n16_trainable_parameter_counts(flags, parts):
 
 
 # --------------------------------------------------------------------------- dtype / save / load
-def test_cast_to_model_dtype_keeps_trainable_backbone_params_fp32():
-    model = tiny_model(model_dtype="bfloat16")
-    model.cast_to_model_dtype()
+def _dtypes_by_role(model: Gr00tN16Model) -> dict[str, set[torch.dtype]]:
+    roles: dict[str, set[torch.dtype]] = {}
     for name, p in model.named_parameters():
-        if name.startswith("backbone.") and p.requires_grad:
-            assert p.dtype == torch.float32, name
-        else:
-            assert p.dtype == torch.bfloat16, name
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = model.train()(make_batch()).loss
+        part = "backbone" if name.startswith("backbone.") else "head"
+        roles.setdefault(f"{part}/{'trainable' if p.requires_grad else 'frozen'}", set()).add(p.dtype)
+    return roles
+
+
+def test_precision_policy_when_building_from_a_preset():
+    """SPEC §1.1: frozen weights (mlp1 and the vision tower included) in model_dtype, trainable ones
+    float32 master weights; the loss runs under the model's own bf16 autocast."""
+    model = tiny_model(model_dtype="bfloat16")
+    assert _dtypes_by_role(model) == {
+        "backbone/frozen": {torch.bfloat16},
+        "backbone/trainable": {torch.float32},
+        "head/trainable": {torch.float32},
+    }
+    for name, p in model.named_parameters():
+        if ".mlp1." in name or ".vision_model." in name:
+            assert p.dtype == torch.bfloat16 and not p.requires_grad, name
+    loss = model.train()(make_batch()).loss
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    model = tiny_model(model_dtype="bfloat16", backbone_trainable_params_fp32=False).cast_to_model_dtype()
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    loss.backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert model.eval().get_action(make_batch(with_action=False)).dtype == torch.float32
+    # switching the vision tower on makes it (and mlp1) float32 master weights; off again, bf16
+    model.set_trainable(tune_visual=True)
+    assert {p.dtype for n, p in model.named_parameters() if ".mlp1." in n or ".vision_model." in n} == {
+        torch.float32
+    }
+    model.set_trainable(tune_visual=False)
+    assert {p.dtype for n, p in model.named_parameters() if ".mlp1." in n} == {torch.bfloat16}
+
+
+def test_precision_policy_without_fp32_backbone_params_and_in_fp32():
+    model = tiny_model(model_dtype="bfloat16", backbone_trainable_params_fp32=False)
+    assert _dtypes_by_role(model) == {
+        "backbone/frozen": {torch.bfloat16},
+        "backbone/trainable": {torch.bfloat16},
+        "head/trainable": {torch.float32},
+    }
+    frozen_head = tiny_model(model_dtype="bfloat16", tune_diffusion_model=False)
+    assert {p.dtype for p in frozen_head.action_head.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in tiny_model().parameters()} == {torch.float32}  # n16_tiny: model_dtype float32
+
+
+def test_loading_restores_the_policy_of_an_older_checkpoint(tmp_path):
+    """A checkpoint whose trainable LLM layer was stored in bf16 loads it as float32 master weights."""
+    model = tiny_model(model_dtype="bfloat16")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")}
+    for p in model.parameters():
+        p.data = p.data.to(torch.bfloat16)  # everything bf16, as an all-bf16 save would store it
+    model.save_pretrained(tmp_path)
+    loaded = Gr00tN16Model.from_pretrained(tmp_path)
+    for name, p in loaded.named_parameters():
+        assert p.dtype == (
+            torch.float32 if name in trainable or name.startswith("action_head.") else torch.bfloat16
+        )
+    assert trainable
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_save_load_round_trip_is_bit_exact(tmp_path, dtype):
     model = tiny_model(state_dropout_prob=0.2, model_dtype=dtype)
-    model.cast_to_model_dtype()
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     loaded, info = Gr00tN16Model.from_pretrained(tmp_path, output_loading_info=True)

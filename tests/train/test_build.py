@@ -189,7 +189,13 @@ def test_unknown_base_architecture_override_is_refused(tmp_path, monkeypatch):
 
     Gr00tN16Model(load_preset("n16_tiny")).save_pretrained(tmp_path / "ck")
     with pytest.raises(BuildError, match="model.action_horizon cannot change when finetuning"):
-        build.build_model(_cfg("data=x", "model=n16_tiny", f"base={tmp_path / 'ck'}"))
+        build.build_model(
+            _cfg("data=x", "model=n16_tiny", "model.action_horizon=32", f"base={tmp_path / 'ck'}")
+        )
+    # naming an architecture key with the checkpoint's own value (a recipe stating the released
+    # shapes) is accepted
+    model, _ = build.build_model(_cfg("data=x", "model=n16_tiny", f"base={tmp_path / 'ck'}"))
+    assert model.config.action_horizon == 16
 
 
 def test_tokenizer_auto_needs_a_tokenizer_for_full_size_models():

@@ -189,3 +189,21 @@ def test_training_writes_curve_and_logs_it_to_wandb_offline(train_data: Path, tm
     assert "learning_rate" in config_items  # HF's own run config is still there
     images = list((run / "files" / "media" / "images").glob("loss_curve_*.png"))
     assert len(images) == 1 and Image.open(images[0]).size == Image.open(tmp_path / "loss_curve.png").size
+
+
+def test_second_run_in_one_process_gets_its_own_wandb_folder(tmp_path: Path, monkeypatch) -> None:
+    """wandb reads WANDB_DIR once per process; configure_wandb makes it read the new run's folder."""
+    import wandb
+
+    from gr00t.train.logging_callbacks import configure_wandb
+
+    for key in ("WANDB_MODE", "WANDB_DIR", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_NAME"):
+        monkeypatch.delenv(key, raising=False)
+    for name in ("first", "second"):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        configure_wandb(run_dir, "offline", "gr00t-test", None)
+        settings = wandb.setup().settings
+        assert Path(settings.root_dir) == run_dir
+        assert settings.run_id == (run_dir / "wandb_run_id").read_text().strip()
+    wandb.teardown()

@@ -121,12 +121,23 @@ def _ignored_signals(pid: int) -> set[int]:
     raise AssertionError(f"no SigIgn in /proc/{pid}/status")
 
 
-def test_dataloader_workers_ignore_preemption_signals_and_keep_serving() -> None:
+def test_dataloader_workers_ignore_preemption_signals_and_keep_serving(monkeypatch) -> None:
     """A group-wide SIGTERM/SIGUSR1 reaches the workers too: they must survive it (the trainer saves)."""
+    import time
+
     import torch
 
     from gr00t.data.sampler import MixtureSampler
+    from gr00t.train import loader as loader_module
     from gr00t.train.loader import build_train_dataloader
+
+    original_init = loader_module.worker_init
+
+    def slow_worker_init(worker_id: int, **kwargs) -> None:  # widens the fork -> worker_init window
+        time.sleep(1.0)
+        original_init(worker_id, **kwargs)
+
+    monkeypatch.setattr(loader_module, "worker_init", slow_worker_init)
     from gr00t.train.settings import TrainingSettings
 
     dataset = torch.arange(64, dtype=torch.float32)
@@ -138,16 +149,21 @@ def test_dataloader_workers_ignore_preemption_signals_and_keep_serving() -> None
     )
     loader = build_train_dataloader(dataset, MixtureSampler([64], seed=0), None, settings, 0)
     iterator = iter(loader)
-    first = next(iterator)
     workers = [w.pid for w in iterator._workers]
     assert len(workers) == 2
+    for pid in workers:  # before the workers reach their worker_init_fn
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGUSR1)
+    first = next(iterator)
+    batches = [next(iterator) for _ in range(20)]  # every worker has served a batch since
     for pid in workers:
         assert {signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP} <= _ignored_signals(pid)
         os.kill(pid, signal.SIGTERM)
-        os.kill(pid, signal.SIGUSR1)
-    batches = [next(iterator) for _ in range(20)]  # still served after the signals
+        os.kill(pid, signal.SIGHUP)
+    batches += [next(iterator) for _ in range(20)]  # still served after the signals
     assert all(b.shape == first.shape for b in batches)
     assert all(w.is_alive() for w in iterator._workers)
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the trainer's mask is back
     del iterator
 
 
