@@ -74,7 +74,7 @@ def test_lora_layout_without_config_or_with_a_broken_pair_is_refused(tmp_path: P
 
 
 def test_ema_weights_are_served_by_default_and_raw_on_request(tmp_path: Path) -> None:
-    model = _tiny(state_dropout_prob=0.2, model_dtype="bfloat16").cast_to_model_dtype()
+    model = _tiny(state_dropout_prob=0.2, model_dtype="bfloat16").apply_precision()
     model.save_pretrained(tmp_path)
     trained = {n: p for n, p in model.named_parameters() if p.requires_grad}
     ema = {n: (p.detach().float() + 0.25) for n, p in trained.items()}  # float32, as training writes it
