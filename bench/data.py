@@ -35,8 +35,9 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from gr00t.data.dataset import Gr00tDataset, SegmentStream  # noqa: E402
+from gr00t.data.dataset import Gr00tDataset  # noqa: E402
 from gr00t.data.demo import BOOKKEEPING_COLUMNS  # noqa: E402
+from gr00t.data.segment_stream import SegmentStream  # noqa: E402
 from gr00t.data.video import clear_decoder_cache, decode_frames, decode_segment  # noqa: E402
 from gr00t.data.video_encode import encode_video  # noqa: E402
 

@@ -68,23 +68,23 @@ def modality_has_keys(root: Path, embodiment: Any) -> None:
 
 def checkpoint(key: str, value: str, prog: str) -> Path:
     """A loadable policy checkpoint: the folder itself, or the newest complete one of a run folder."""
-    from gr00t.train.checkpoint import incomplete_checkpoints, latest_checkpoint
+    from gr00t.train.run_dir import RunDir
 
     path = local_folder(key, value, "model", "checkpoint")
     if not (path / "config.json").is_file():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            started = sorted(p.name for p in incomplete_checkpoints(path))
+        found = RunDir(path).latest_checkpoint()
+        if found is None:
+            started = sorted(p.name for p in RunDir(path).incomplete())
             extra = f" (incomplete: {started})" if started else ""
             raise UsageError(
                 f"{key}={value!r}: {path} is neither a checkpoint folder (no config.json) nor a run folder "
                 f"with a complete checkpoint-<step>/ inside{extra}"
             )
         print(
-            f"{prog}: {path} is a run folder; using its newest complete checkpoint {latest.name}",
+            f"{prog}: {path} is a run folder; using its newest complete checkpoint {found.path.name}",
             file=sys.stderr,
         )
-        path = latest
+        path = found.path
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise UsageError(f"{key}={value!r}: {path} has config.json but no model.safetensors")
     if not (path / "processor_config.json").is_file():
@@ -145,7 +145,7 @@ def training_inputs(cfg: Any) -> None:
     `base=` are resolved here (downloaded unless cached or offline) and replaced by local folders."""
     from gr00t.data.embodiment import load_embodiment
     from gr00t.train import build_data
-    from gr00t.train.build import resolve_base_checkpoint
+    from gr00t.train.build_model import resolve_base_checkpoint
 
     main = build_data.main_embodiment(cfg)  # validates the robot's YAML
     single = build_data.DistInfo(rank=0, world_size=1, local_rank=0)

@@ -46,8 +46,12 @@ def user_errors() -> tuple[type[BaseException], ...]:
     loaded = sys.modules  # only types whose (heavy) modules are already imported can have been raised
     if "gr00t.train.build_data" in loaded:
         errors.append(loaded["gr00t.train.build_data"].BuildError)
-    if "gr00t.train.checkpoint" in loaded:
-        errors.append(loaded["gr00t.train.checkpoint"].ResumeMismatchError)
+    if "gr00t.train.resume_check" in loaded:
+        errors.append(loaded["gr00t.train.resume_check"].ResumeMismatchError)
+    if "gr00t.data.heldout" in loaded:
+        errors.append(loaded["gr00t.data.heldout"].HeldoutError)
+    if "gr00t.model.weights" in loaded:
+        errors.append(loaded["gr00t.model.weights"].MissingWeightsError)
     if "gr00t.data.lerobot.base" in loaded:
         errors.append(loaded["gr00t.data.lerobot.base"].LeRobotFormatError)
     return tuple(errors)

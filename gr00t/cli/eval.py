@@ -32,7 +32,9 @@ class EvalArgs:
     checkpoint: str | None = setting(None, "checkpoint (or run) folder to load locally; or give server=")
     server: str | None = setting(None, "host:port of a running gr00t-serve to query instead")
     api_token: str | None = setting(None, "token for the server; falls back to $GR00T_API_TOKEN")
-    episodes: Any = setting(None, "episode indices to evaluate, e.g. [0,3]")
+    episodes: Any = setting(
+        None, "episode indices, e.g. [0,3], or all; null = those held out of training (else all)"
+    )
     max_episodes: int | None = setting(None, "evaluate at most this many episodes (after `episodes`)")
     max_steps: int | None = setting(None, "evaluate at most this many steps per episode")
     action_horizon: int | None = setting(None, "steps executed per query; null = the embodiment chunk")
@@ -42,6 +44,7 @@ class EvalArgs:
     rtc_mode: str | None = setting(None, "with latency_steps: RTC mode guidance or prefix; null = model's")
     output_dir: str | None = setting(None, "metrics.json and plots; null = outputs/open_loop/<name>")
     device: str = setting("auto", "torch device for a local policy: auto, cpu, cuda, ...")
+    weights: str = setting("auto", "auto (the EMA when the checkpoint has one), ema or raw")
     seed: int | None = setting(0, "noise seed of the first query (query i uses seed + i); null: random")
     plots: bool = setting(True, "write one PNG per episode")
     timeout_ms: int = setting(60000, "per-request timeout when querying a server")
@@ -49,14 +52,32 @@ class EvalArgs:
     config_dir: str | None = setting(None, "a folder of your own configs, added to the shipped ones")
 
 
-def _episode_list(value: Any) -> list[int] | None:
-    if value is None:
-        return None
+def _episode_list(value: Any) -> list[int] | str | None:
+    if value is None or value == "all":
+        return value
     if isinstance(value, int) and not isinstance(value, bool):
         return [value]
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return value
-    raise UsageError(f"episodes={value!r}: expected an integer or a list like [0,2]")
+    raise UsageError(f"episodes={value!r}: expected an integer, a list like [0,2] or all")
+
+
+def _default_episodes(episodes: list[int] | str | None, dataset: Any, checkpoint: Path | None) -> list[int]:
+    """``episodes``; by default the episodes the checkpoint's training held out of this dataset."""
+    if isinstance(episodes, list):
+        return episodes
+    if episodes is None and checkpoint is not None:
+        from gr00t.data.heldout import episodes_for, read_heldout
+
+        held = episodes_for(read_heldout(checkpoint), dataset.root)
+        if held:
+            print(
+                f"gr00t-eval: evaluating the {len(held)} episode(s) held out of training {held} "
+                "(heldout_episodes.json; episodes=all or a list overrides)",
+                file=sys.stderr,
+            )
+            return held
+    return list(dataset.episode_indices)
 
 
 def _parse_server(server: str) -> tuple[str, int]:
@@ -87,7 +108,9 @@ def _load_policy(args: EvalArgs, checkpoint: Path | None, tag: str | None) -> tu
 
     assert checkpoint is not None and tag is not None
 
-    policy = Gr00tPolicy.from_checkpoint(checkpoint, tag, device=resolve_device(args.device))
+    policy = Gr00tPolicy.from_checkpoint(
+        checkpoint, tag, device=resolve_device(args.device), weights=args.weights
+    )
     return policy, None, checkpoint.resolve().name
 
 
@@ -126,6 +149,8 @@ def _eval(argv: list[str]) -> int:
         raise UsageError(f"rtc_mode={args.rtc_mode!r}: expected guidance or prefix (or null)")
     if args.latency_steps is not None and args.latency_steps < 0:
         raise UsageError(f"latency_steps={args.latency_steps}: expected >= 0")
+    if args.weights not in ("auto", "ema", "raw"):
+        raise UsageError(f"weights={args.weights!r}: expected auto, ema or raw")
     from gr00t.data.embodiment import load_embodiment
 
     embodiment = load_embodiment(args.embodiment)
@@ -142,8 +167,7 @@ def _eval(argv: list[str]) -> int:
     from gr00t.eval.open_loop import format_report, run_open_loop, write_report
 
     dataset = Gr00tDataset(data, embodiment)
-    if episodes is None:
-        episodes = list(dataset.episode_indices)
+    episodes = _default_episodes(episodes, dataset, checkpoint)
     if args.max_episodes is not None:
         episodes = episodes[: args.max_episodes]
 

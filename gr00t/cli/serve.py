@@ -32,6 +32,7 @@ class ServeArgs:
     port: int = _key(5555, "TCP port (0 picks a free one and prints it)")
     api_token: str | None = _key(None, "require this token in every request; falls back to $GR00T_API_TOKEN")
     device: str = _key("auto", "torch device: auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
+    weights: str = _key("auto", "auto (the EMA when the checkpoint has one), ema or raw")
     compile: bool = _key(False, "torch.compile the backbone and the DiT of the action head")
     cuda_graphs: bool = _key(False, "torch.compile with CUDA graphs (mode=reduce-overhead); CUDA only")
     denoising_steps: int | None = _key(None, "Euler steps per action chunk; null = the model config value")
@@ -86,6 +87,8 @@ def _serve(argv: list[str]) -> int:
         limits = RequestLimits.from_mapping(dataclasses.asdict(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if args.weights not in ("auto", "ema", "raw"):
+        raise UsageError(f"weights={args.weights!r}: expected auto, ema or raw")
     checkpoint = checks.checkpoint("checkpoint", args.checkpoint, "gr00t-serve")
     tag = checks.checkpoint_embodiment(checkpoint, args.embodiment)
     logging.basicConfig(
@@ -99,6 +102,7 @@ def _serve(argv: list[str]) -> int:
         checkpoint,
         tag,
         device=resolve_device(args.device),
+        weights=args.weights,
         compile=args.compile,
         cuda_graphs=args.cuda_graphs,
         denoising_steps=args.denoising_steps,

@@ -191,6 +191,12 @@ class RecipeConfig:
     # Dataset statistics that do not fit the embodiment (widths, horizon) are an error naming file, key
     # and shapes; true recomputes and replaces them (absent statistics are always computed).
     recompute_stats: bool = False
+    # Episodes held out of training for the validation loss (trainer.eval_steps) and gr00t-eval's
+    # default: a count (2), a fraction (0.1) or a list of episode indices ([3,7]); null: none.
+    val_episodes: Any | None = None
+    # A released (NVIDIA) base checkpoint's statistics normalise the embodiments it was trained on,
+    # as the reference processor does; false: the dataset's statistics.
+    base_statistics: bool = True
     seed: int = 42
     image: ImageConfig = field(default_factory=ImageConfig)
     vlm: VlmConfig = field(default_factory=VlmConfig)

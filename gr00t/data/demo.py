@@ -322,6 +322,50 @@ def _write_v30(
     )
 
 
+def _check_arguments(
+    root: str | Path,
+    version: str,
+    num_episodes: int,
+    episode_length: int | list[int],
+    height: int,
+    width: int,
+    overwrite: bool,
+) -> list[int]:
+    """`write_demo_dataset`'s arguments checked; returns the episode lengths."""
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"demo dataset version {version!r}: expected one of {SUPPORTED_VERSIONS}")
+    if height % 2 or width % 2 or width < CODE_BITS * 4 or height < 2 * CODE_ROW_HEIGHT + 8:
+        raise ValueError(
+            f"demo frames {height}x{width}: need even sides, width >= {CODE_BITS * 4}, height >= 24"
+        )
+    lengths = [episode_length] * num_episodes if isinstance(episode_length, int) else list(episode_length)
+    if len(lengths) != num_episodes or min(lengths, default=1) < 1:
+        raise ValueError(f"episode_length {episode_length!r}: need {num_episodes} positive lengths")
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{root} exists and is not empty (pass overwrite=True to replace it)")
+    return lengths
+
+
+def _file_layout(version: str, num_episodes: int) -> dict:
+    """info.json's version-specific keys: file paths and sizes."""
+    if version == "v2.1":
+        return dict(
+            total_videos=num_episodes * len(CAMERAS),
+            total_chunks=(num_episodes - 1) // 1000 + 1,
+            data_path="data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
+            video_path="videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
+        )
+    else:
+        return dict(
+            data_files_size_in_mb=100,
+            video_files_size_in_mb=500,
+            data_path="data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
+            video_path="videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
+        )
+
+
 def write_demo_dataset(
     root: str | Path,
     version: str = "v3.0",
@@ -346,19 +390,8 @@ def write_demo_dataset(
     of the arguments. The dataset is built in a temporary folder and renamed into place. `subtasks`
     adds the per-frame sub-task channel (module docstring).
     """
-    if version not in SUPPORTED_VERSIONS:
-        raise ValueError(f"demo dataset version {version!r}: expected one of {SUPPORTED_VERSIONS}")
-    if height % 2 or width % 2 or width < CODE_BITS * 4 or height < 2 * CODE_ROW_HEIGHT + 8:
-        raise ValueError(
-            f"demo frames {height}x{width}: need even sides, width >= {CODE_BITS * 4}, height >= 24"
-        )
-    lengths = [episode_length] * num_episodes if isinstance(episode_length, int) else list(episode_length)
-    if len(lengths) != num_episodes or min(lengths, default=1) < 1:
-        raise ValueError(f"episode_length {episode_length!r}: need {num_episodes} positive lengths")
+    lengths = _check_arguments(root, version, num_episodes, episode_length, height, width, overwrite)
     root = Path(root)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root} exists and is not empty (pass overwrite=True to replace it)")
     encoder = resolve_encoder(codec)
     rng = np.random.default_rng(seed)
     episodes = []
@@ -396,20 +429,7 @@ def write_demo_dataset(
         "splits": {"train": f"0:{num_episodes}"},
         "features": _features(encoder, height, width, subtasks),
     }
-    if version == "v2.1":
-        info.update(
-            total_videos=num_episodes * len(CAMERAS),
-            total_chunks=(num_episodes - 1) // 1000 + 1,
-            data_path="data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
-            video_path="videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
-        )
-    else:
-        info.update(
-            data_files_size_in_mb=100,
-            video_files_size_in_mb=500,
-            data_path="data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
-            video_path="videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
-        )
+    info.update(_file_layout(version, num_episodes))
 
     with atomic.atomic_dir(root, replace=True) as tmp:
         if version == "v2.1":

@@ -279,7 +279,22 @@ def reference_embodiment_dict(meta: ReferenceMetadata, tag: str) -> dict[str, An
             k: ("mean_std" if k in state_mean_std else default_norm) for k in window("state")["keys"]
         },
     }
-    action_mean_std = set(modality["action"].get("mean_std_embedding_keys") or [])
+    groups = _action_groups(meta, tag, modality["action"], default_norm, where)
+    return {
+        "tag": tag,
+        "projector_index": entry.projector_index,
+        "video": window("video"),
+        "state": state,
+        "action": {"delta_indices": window("action")["delta_indices"], "groups": groups},
+        "language": window("language"),
+    }
+
+
+def _action_groups(
+    meta: ReferenceMetadata, tag: str, action: Mapping[str, Any], default_norm: str, where: str
+) -> list[dict[str, Any]]:
+    """The embodiment's action groups from the reference action configs."""
+    action_mean_std = set(action.get("mean_std_embedding_keys") or [])
     groups = []
     for key, cfg in (reference_action_configs(meta, tag) or {}).items():
         if cfg.rep == "delta":
@@ -297,14 +312,7 @@ def reference_embodiment_dict(meta: ReferenceMetadata, tag: str) -> dict[str, An
         if cfg.state_key:
             group["state_key"] = cfg.state_key
         groups.append(group)
-    return {
-        "tag": tag,
-        "projector_index": entry.projector_index,
-        "video": window("video"),
-        "state": state,
-        "action": {"delta_indices": window("action")["delta_indices"], "groups": groups},
-        "language": window("language"),
-    }
+    return groups
 
 
 # ----------------------------------------------------------------------------------------------

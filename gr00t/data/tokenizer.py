@@ -160,16 +160,9 @@ def build_tiny_tokenizer(save_dir: str | os.PathLike | None = None) -> PreTraine
 
 
 def _save_atomically(tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
-    tmp = atomic.make_temp_dir(target)
-    try:
+    """The tokenizer's files as one folder, published whole (an existing folder is replaced)."""
+    with atomic.atomic_dir(target, replace=True) as tmp:
         tokenizer.save_pretrained(str(tmp))
-        atomic.share_tree(tmp)
-        atomic.fsync_tree(tmp)
-        target.mkdir(parents=True, exist_ok=True)
-        for item in tmp.iterdir():
-            os.replace(item, target / item.name)
-    finally:
-        atomic.remove(tmp)
 
 
 def load_tokenizer(path_or_name: str | os.PathLike, padding_side: str = "left") -> PreTrainedTokenizerBase:

@@ -22,6 +22,7 @@ caller has not entered one.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ from gr00t.model.checkpoint_files import check_model_files
 from gr00t.model.config import Gr00tN16Config
 from gr00t.model.embodiment_layers import CategorySpecificLinear
 from gr00t.model.reference_checkpoint import prepare_from_pretrained_kwargs
+from gr00t.model.weights import check_loading, checkpoint_state_dict, needs_conversion, quiet_load_report
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _SAFETENSORS_DTYPES = {
@@ -132,31 +134,46 @@ class Gr00tN16Model(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
-        """`PreTrainedModel.from_pretrained` that keeps each tensor's stored dtype, then re-applies the
-        config's unfreezing flags.
+        """`PreTrainedModel.from_pretrained` that keeps each tensor's stored dtype, serves the chosen
+        weights of a training checkpoint, re-applies the config's unfreezing flags and refuses a
+        checkpoint that lacks weights.
 
-        Without an explicit `dtype`, weights load as float32 (lossless) and each tensor is cast back to
-        the dtype it has in the safetensors file, so a bf16 model with fp32 trainable backbone
-        parameters round-trips exactly. Loading replaces parameters (resetting `requires_grad`), so
-        the flags — including overrides passed as kwargs, e.g. `tune_visual=True` — are applied again.
-        A reference (NVIDIA `Gr00tN1d6`) checkpoint folder loads too, its config converted.
+        ``weights``: ``auto`` (default: the EMA when the checkpoint has ``ema.safetensors``), ``ema``
+        or ``raw`` (`gr00t.model.weights`); LoRA adapters are merged into plain weights.
+        ``allow_missing``: state-dict keys that may be absent (new parameters a config override adds).
+        Without an explicit `dtype`, weights load as float32 and each tensor is cast back to its stored
+        dtype, so a bf16 model with fp32 trainable backbone parameters round-trips exactly. Config
+        overrides passed as kwargs (e.g. `tune_visual=True`) apply. A reference (NVIDIA `Gr00tN1d6`)
+        checkpoint folder loads too, its config converted.
         """
-        # A folder written by NVIDIA's reference code gets its config.json converted (see
-        # gr00t.model.reference_checkpoint); other folders pass through unchanged.
-        check_model_files(Path(str(pretrained_model_name_or_path)) / kwargs.get("subfolder", ""))
+        choice = kwargs.pop("weights", "auto")
+        allowed = tuple(kwargs.pop("allow_missing", ()))
+        want_info = kwargs.pop("output_loading_info", False)
+        folder = Path(str(pretrained_model_name_or_path)) / kwargs.get("subfolder", "")
+        check_model_files(folder)
         kwargs = prepare_from_pretrained_kwargs(pretrained_model_name_or_path, kwargs)
         keep_stored = "dtype" not in kwargs and "torch_dtype" not in kwargs
         if keep_stored:
             kwargs["dtype"] = torch.float32
-        result = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        model = result[0] if isinstance(result, tuple) else result
-        if keep_stored:
-            folder = Path(pretrained_model_name_or_path) / kwargs.get("subfolder", "")
-            if folder.is_dir():
-                model._restore_stored_dtypes(stored_dtypes(folder))
-                model.config.dtype = model.dtype
+        with quiet_load_report():
+            if needs_conversion(folder, choice):  # EMA weights or LoRA layout: we build the state dict
+                state = checkpoint_state_dict(folder, choice)
+                config = _config_with_overrides(cls.config_class, folder, kwargs)
+                model, info = super().from_pretrained(
+                    None, *args, config=config, state_dict=state, output_loading_info=True, **kwargs
+                )
+                dtypes = {k: v.dtype for k, v in state.items()}
+            else:
+                model, info = super().from_pretrained(
+                    pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+                )
+                dtypes = stored_dtypes(folder) if folder.is_dir() else {}
+        check_loading(info, folder, allowed)
+        if keep_stored and dtypes:
+            model._restore_stored_dtypes(dtypes)
+            model.config.dtype = model.dtype
         model.set_trainable()
-        return result
+        return (model, info) if want_info else model
 
     def _restore_stored_dtypes(self, dtypes: Mapping[str, torch.dtype]) -> None:
         for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
@@ -382,6 +399,14 @@ class Gr00tN16Model(PreTrainedModel):
 
     def _compiled_modules(self) -> tuple[nn.Module, ...]:
         return (self.backbone, self.action_head.model)
+
+
+def _config_with_overrides(config_class: Any, folder: Path, kwargs: dict[str, Any]) -> Any:
+    """The folder's config with this model's config fields among ``kwargs`` (popped) applied."""
+    fields = inspect.signature(config_class.__init__).parameters
+    overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in fields and k != "kwargs"}
+    saved = config_class.from_pretrained(str(folder)).to_dict()
+    return config_class.from_dict({**saved, **overrides})
 
 
 def _check_batch(batch: Any) -> None:

@@ -15,6 +15,8 @@ The reference saves its model with `save_pretrained`, so a release folder holds
 This module turns that `config.json` into a `Gr00tN16Config`. Every field of the reference schema
 is handled explicitly:
 
+The tables named below live in `gr00t.model.reference_schema`:
+
 - same name and meaning (copied): `REFERENCE_COPIED_FIELDS`;
 - `diffusion_model_cfg.{num_layers, num_attention_heads, attention_head_dim, output_dim, dropout,
   final_dropout, norm_type, interleave_self_attention}` → `dit_*` / `interleave_self_attention`;
@@ -45,184 +47,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import PretrainedConfig
-
 from gr00t.model.config import RELEASE_TEXT_CONFIG, RELEASE_VISION_CONFIG, Gr00tN16Config
-
-REFERENCE_MODEL_TYPE = "Gr00tN1d6"
-REFERENCE_BACKBONE = "nvidia/Eagle-Block2A-2B-v2"
-CONFIG_FILE = "config.json"
-
-# Defaults of the reference config class (used for keys missing from a config.json).
-REFERENCE_DIFFUSION_DEFAULTS: dict[str, Any] = {
-    "positional_embeddings": None,
-    "num_layers": 32,
-    "num_attention_heads": 32,
-    "attention_head_dim": 48,
-    "norm_type": "ada_norm",
-    "dropout": 0.2,
-    "final_dropout": True,
-    "output_dim": 1024,
-    "interleave_self_attention": True,
-}
-# Defaults of the reference DiT constructor: what a key missing *inside* diffusion_model_cfg means.
-REFERENCE_DIT_CONSTRUCTOR_DEFAULTS: dict[str, Any] = {
-    "num_attention_heads": 8,
-    "attention_head_dim": 64,
-    "output_dim": 26,
-    "num_layers": 12,
-    "dropout": 0.1,
-    "attention_bias": True,
-    "activation_fn": "gelu-approximate",
-    "upcast_attention": False,
-    "norm_type": "ada_norm",
-    "norm_elementwise_affine": False,
-    "norm_eps": 1e-5,
-    "final_dropout": True,
-    "positional_embeddings": "sinusoidal",
-    "interleave_self_attention": False,
-}
-REFERENCE_DEFAULTS: dict[str, Any] = {
-    "model_dtype": "bfloat16",
-    "model_name": REFERENCE_BACKBONE,
-    "backbone_model_type": "eagle",
-    "model_revision": None,
-    "tune_top_llm_layers": 4,
-    "backbone_embedding_dim": 2048,
-    "tune_llm": False,
-    "tune_visual": False,
-    "select_layer": 16,
-    "reproject_vision": False,
-    "use_flash_attention": True,
-    "load_bf16": True,
-    "collator_overwrite_image_inputs": False,
-    "eagle_collator": False,
-    "backbone_trainable_params_fp32": True,
-    "image_crop_size": None,
-    "image_target_size": None,
-    "shortest_image_edge": 256,
-    "crop_fraction": 0.95,
-    "random_rotation_angle": None,
-    "color_jitter_params": None,
-    "use_albumentations_transforms": True,
-    "letter_box_transform": False,
-    "extra_augmentation_config": None,
-    "formalize_language": True,
-    "apply_sincos_state_encoding": False,
-    "use_relative_action": False,
-    "max_state_dim": 29,
-    "max_action_dim": 29,
-    "action_horizon": 16,
-    "hidden_size": 1024,
-    "input_embedding_dim": 1536,
-    "add_pos_embed": True,
-    "attn_dropout": 0.2,
-    "use_vlln": True,
-    "max_seq_len": 1024,
-    "use_alternate_vl_dit": True,
-    "attend_text_every_n_blocks": 2,
-    "diffusion_model_cfg": REFERENCE_DIFFUSION_DEFAULTS,
-    "num_inference_timesteps": 4,
-    "noise_beta_alpha": 1.5,
-    "noise_beta_beta": 1.0,
-    "noise_s": 0.999,
-    "num_timestep_buckets": 1000,
-    "tune_projector": True,
-    "tune_diffusion_model": True,
-    "tune_vlln": True,
-    "state_dropout_prob": 0.0,
-    "state_additive_noise_scale": 0.0,
-    "max_num_embodiments": 32,
-}
-
-REFERENCE_COPIED_FIELDS: tuple[str, ...] = (
-    "model_dtype",
-    "tune_top_llm_layers",
-    "backbone_embedding_dim",
-    "tune_llm",
-    "tune_visual",
-    "select_layer",
-    "backbone_trainable_params_fp32",
-    "apply_sincos_state_encoding",
-    "use_relative_action",
-    "max_state_dim",
-    "max_action_dim",
-    "action_horizon",
-    "hidden_size",
-    "input_embedding_dim",
-    "add_pos_embed",
-    "use_vlln",
-    "max_seq_len",
-    "use_alternate_vl_dit",
-    "attend_text_every_n_blocks",
-    "num_inference_timesteps",
-    "noise_beta_alpha",
-    "noise_beta_beta",
-    "noise_s",
-    "num_timestep_buckets",
-    "tune_projector",
-    "tune_diffusion_model",
-    "tune_vlln",
-    "state_dropout_prob",
-    "state_additive_noise_scale",
-    "max_num_embodiments",
+from gr00t.model.reference_schema import (
+    CONFIG_FILE,
+    DIFFUSION_FIELD_MAP,
+    GENERIC_CONFIG_KEYS,
+    REFERENCE_BACKBONE,
+    REFERENCE_COPIED_FIELDS,
+    REFERENCE_DEFAULTS,
+    REFERENCE_DIFFUSION_DEFAULTS,
+    REFERENCE_DIT_CONSTRUCTOR_DEFAULTS,
+    REFERENCE_IGNORED_FIELDS,
+    REFERENCE_MODEL_TYPE,
+    REFERENCE_REQUIRED_VALUES,
 )
-DIFFUSION_FIELD_MAP: dict[str, str] = {
-    "num_layers": "dit_num_layers",
-    "num_attention_heads": "dit_num_attention_heads",
-    "attention_head_dim": "dit_attention_head_dim",
-    "output_dim": "dit_output_dim",
-    "dropout": "dit_dropout",
-    "final_dropout": "dit_final_dropout",
-    "norm_type": "dit_norm_type",
-    "interleave_self_attention": "interleave_self_attention",
-}
-# Reference switches for behaviour this project implements one way only: the value it must have.
-REFERENCE_REQUIRED_VALUES: dict[str, Any] = {
-    "backbone_model_type": "eagle",
-    "reproject_vision": False,
-    "diffusion_model_cfg.positional_embeddings": None,
-    "diffusion_model_cfg.attention_bias": True,
-    "diffusion_model_cfg.activation_fn": "gelu-approximate",
-    "diffusion_model_cfg.upcast_attention": False,
-    "diffusion_model_cfg.norm_elementwise_affine": False,
-    "diffusion_model_cfg.norm_eps": 1e-5,
-}
-# Not model architecture: runtime switches, data-pipeline / image-augmentation settings, and values
-# the reference stores but never reads (attn_dropout; DiT keys only used with positional embeddings).
-REFERENCE_IGNORED_FIELDS: tuple[str, ...] = (
-    "model_revision",
-    "use_flash_attention",
-    "load_bf16",
-    "collator_overwrite_image_inputs",
-    "eagle_collator",
-    "image_crop_size",
-    "image_target_size",
-    "shortest_image_edge",
-    "crop_fraction",
-    "random_rotation_angle",
-    "color_jitter_params",
-    "use_albumentations_transforms",
-    "letter_box_transform",
-    "extra_augmentation_config",
-    "formalize_language",
-    "attn_dropout",
-    "diffusion_model_cfg.num_embeds_ada_norm",
-    "diffusion_model_cfg.max_num_positional_embeddings",
-    "diffusion_model_cfg.compute_dtype",
-)
-# Keys every transformers config may carry (plus older spellings); they say nothing about the model.
-_GENERIC_CONFIG_KEYS = frozenset(PretrainedConfig().to_dict()) | {
-    "model_type",
-    "architectures",
-    "transformers_version",
-    "torch_dtype",
-    "dtype",
-    "_name_or_path",
-    "auto_map",
-    "_attn_implementation_autoset",
-    "_commit_hash",
-}
 
 
 class ReferenceCheckpointError(ValueError):
@@ -298,6 +136,13 @@ def convert_reference_config(
     backbone sizes the reference file cannot express. Raises `ReferenceCheckpointError` naming the
     first field (dotted for `diffusion_model_cfg.*`) whose value cannot be represented.
     """
+    flat = _flatten_reference(data, source)
+    fields, ignored = _our_fields(flat, source)
+    return ReferenceConversion(config=_finish_config(fields, overrides, source), ignored=ignored)
+
+
+def _flatten_reference(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The reference fields with defaults filled in, ``diffusion_model_cfg.*`` flattened."""
     if not is_reference_config(data):
         raise ReferenceCheckpointError(
             f"{source}: model_type={data.get('model_type')!r} is not the reference N1.6 type {REFERENCE_MODEL_TYPE!r}"
@@ -307,7 +152,7 @@ def convert_reference_config(
             f"{source}: model_type={data.get('model_type')!r} but architectures name {REFERENCE_MODEL_TYPE!r}; "
             f"expected model_type {REFERENCE_MODEL_TYPE!r}"
         )
-    known = set(REFERENCE_DEFAULTS) | _GENERIC_CONFIG_KEYS
+    known = set(REFERENCE_DEFAULTS) | GENERIC_CONFIG_KEYS
     unknown = sorted(k for k in data if k not in known)
     if unknown:
         raise ReferenceCheckpointError(
@@ -315,7 +160,6 @@ def convert_reference_config(
             "their effect on the architecture cannot be represented"
         )
     ref = {**REFERENCE_DEFAULTS, **{k: v for k, v in data.items() if k in REFERENCE_DEFAULTS}}
-
     diffusion = ref["diffusion_model_cfg"]
     if not isinstance(diffusion, Mapping):
         raise ReferenceCheckpointError(f"{source}: diffusion_model_cfg={diffusion!r}: expected an object")
@@ -325,7 +169,11 @@ def convert_reference_config(
         diffusion = {**REFERENCE_DIT_CONSTRUCTOR_DEFAULTS, **REFERENCE_DIFFUSION_DEFAULTS}
     flat = {k: v for k, v in ref.items() if k != "diffusion_model_cfg"}
     flat.update({f"diffusion_model_cfg.{k}": v for k, v in diffusion.items()})
+    return flat
 
+
+def _our_fields(flat: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`Gr00tN16Config` fields, ignored reference fields) of flattened reference fields (consumed)."""
     _check_backbone_name(flat.pop("model_name"), source)
     cross_dim = flat.pop("diffusion_model_cfg.cross_attention_dim", None)
     if cross_dim is not None and cross_dim != flat["backbone_embedding_dim"]:
@@ -340,7 +188,6 @@ def convert_reference_config(
                 f"{source}: {name}={value!r} cannot be represented; this project implements only {required!r}"
             )
     ignored = {name: flat.pop(name) for name in REFERENCE_IGNORED_FIELDS if name in flat}
-
     fields: dict[str, Any] = {
         "backbone_type": "eagle",
         "vision_config": dict(RELEASE_VISION_CONFIG),
@@ -361,7 +208,13 @@ def convert_reference_config(
             f"{source}: field(s) {leftover} are not part of the reference N1.6 schema this converter knows; "
             "their effect on the architecture cannot be represented"
         )
+    return fields, ignored
 
+
+def _finish_config(
+    fields: dict[str, Any], overrides: Mapping[str, Any] | None, source: str
+) -> Gr00tN16Config:
+    """Apply ``overrides`` (our field names) and build the validated config."""
     valid = config_field_names()
     bad = sorted(k for k in (overrides or {}) if k not in valid)
     if bad:
@@ -376,10 +229,9 @@ def convert_reference_config(
             "vision_config/text_config overrides"
         )
     try:
-        config = Gr00tN16Config(**fields)
+        return Gr00tN16Config(**fields)
     except (ValueError, TypeError) as exc:
         raise ReferenceCheckpointError(f"{source}: converted config is not valid: {exc}") from exc
-    return ReferenceConversion(config=config, ignored=ignored)
 
 
 def load_model_config(folder: str | Path, **overrides: Any) -> Gr00tN16Config:

@@ -101,15 +101,23 @@ class Gr00tPolicy(Policy):
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint_dir: str | Path, embodiment: str, device: str | torch.device = "cpu", **kwargs: Any
+        cls,
+        checkpoint_dir: str | Path,
+        embodiment: str,
+        device: str | torch.device = "cpu",
+        weights: str = "auto",
+        **kwargs: Any,
     ) -> Gr00tPolicy:
-        """Load `Gr00tN16Model` and the `Gr00tProcessor` saved next to it."""
+        """Load `Gr00tN16Model` and the `Gr00tProcessor` saved next to it.
+
+        ``weights``: ``auto`` (the EMA when the checkpoint has ``ema.safetensors``, else the raw
+        weights), ``ema`` or ``raw``; LoRA adapters are merged (`gr00t.model.weights`)."""
         path = Path(checkpoint_dir)
         if not path.is_dir():
             raise FileNotFoundError(f"checkpoint directory {path} does not exist")
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} holds no config.json: not a saved Gr00tN16Model checkpoint")
-        model = Gr00tN16Model.from_pretrained(str(path))
+        model = Gr00tN16Model.from_pretrained(str(path), weights=weights)
         processor = Gr00tProcessor.from_pretrained(path)
         return cls(model, processor, embodiment, device=device, **kwargs)
 

@@ -125,10 +125,15 @@ def check_engine(settings: TrainingSettings, model_dtype: str, world_size: int) 
 
 
 def training_arguments(
-    settings: TrainingSettings, run_dir: Path, report_to: list[str], precision: str = "fp32"
+    settings: TrainingSettings,
+    run_dir: Path,
+    report_to: list[str],
+    precision: str = "fp32",
+    eval_steps: int | None = None,
 ) -> TrainingArguments:
     """HF ``TrainingArguments`` for ``settings`` (initialises torch.distributed when launched);
-    ``precision`` is the resolved one (`resolve_precision`): HF's amp stays off, the trainer autocasts."""
+    ``precision`` is the resolved one (`resolve_precision`): HF's amp stays off, the trainer autocasts;
+    ``eval_steps``: HF calls the trainer's ``evaluate`` every so many steps (None: never)."""
     world_size = launcher_world_size()
     ds_config = resolve_deepspeed_config(settings.deepspeed, world_size)
     if ds_config is not None:
@@ -149,6 +154,8 @@ def training_arguments(
         max_grad_norm=settings.max_grad_norm,
         warmup_steps=settings.warmup_ratio,
         save_strategy="steps",
+        eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps,
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
         logging_strategy="steps",

@@ -8,6 +8,8 @@
   overrides applied) for the main dataset, known configs by name for the others;
 * `ensure_all_stats`: statistics computed once by rank 0, the other ranks wait at a barrier;
 * `sampler_factory`: the run's sampler per rank (mixture weights, intervention up-weighting).
+* `hold_out`, `build_datasets`, `build_validation_dataset`: the recipe's `val_episodes` kept out of
+  the training datasets and served, through an eval-mode processor, to the validation loss.
 
 Nothing here imports torch before it is needed (the command line runs these checks first).
 """
@@ -236,3 +238,85 @@ def sampler_factory(
         )
 
     return factory, summary
+
+
+# ---- datasets and held-out episodes ---------------------------------------------------------------
+
+
+@dataclass
+class HeldOut:
+    """Per mixture entry: the episodes training uses and those held out (both None: every episode)."""
+
+    train: list[list[int] | None]
+    val: list[list[int]]
+    record: dict[str, Any] | None  # heldout_episodes.json (None when nothing is held out)
+
+
+def hold_out(cfg: DictConfig, mixture: Any, embodiments: Mapping[str, Any]) -> HeldOut:
+    """Apply the recipe's `val_episodes` to every dataset of the mixture (`gr00t.data.heldout`)."""
+    from gr00t.data.heldout import HeldoutError, choose_heldout, heldout_record
+    from gr00t.data.lerobot import open_lerobot_dataset
+
+    spec = cfg.get("val_episodes")
+    if OmegaConf.is_config(spec):
+        spec = OmegaConf.to_container(spec)
+    entries = list(mixture.entries)
+    if spec is None:
+        return HeldOut([None] * len(entries), [[] for _ in entries], None)
+    if isinstance(spec, list) and len(entries) > 1:
+        raise BuildError(
+            f"val_episodes={spec}: a list of episodes needs a single dataset, this mixture has {len(entries)}; "
+            "give a count or a fraction"
+        )
+    seed = int(cfg.get("seed", 42))
+    train, val, recorded = [], [], []
+    for entry in entries:
+        episodes = list(open_lerobot_dataset(entry.path).episode_indices)
+        try:
+            held = choose_heldout(episodes, spec, seed, str(entry.path))
+        except HeldoutError as exc:
+            raise BuildError(str(exc)) from exc
+        train.append([e for e in episodes if e not in set(held)])
+        val.append(held)
+        recorded.append((entry.path, embodiments[entry.embodiment].tag, held))
+    return HeldOut(train, val, heldout_record(seed, spec, recorded))
+
+
+def build_datasets(
+    mixture: Any, embodiments: Mapping[str, Any], episodes: Sequence[list[int] | None] | None = None
+) -> list[Any]:
+    """One raw-sample dataset per mixture entry (``episodes``: each entry's episodes, None = all)."""
+    from gr00t.data.dataset import Gr00tDataset
+
+    chosen = list(episodes) if episodes is not None else [None] * len(mixture.entries)
+    return [
+        Gr00tDataset(entry.path, embodiments[entry.embodiment], episodes=eps)
+        for entry, eps in zip(mixture.entries, chosen)
+    ]
+
+
+def build_training_dataset(datasets: Sequence[Any], processor: Any, seed: int) -> Any:
+    """The processed training dataset: `MixtureDataset` over ``datasets`` with ``processor`` applied.
+
+    Indexed with the `SampleIndex` values the run's `MixtureSampler` yields, each sample's random
+    draws (image augmentation) are keyed by its (sampler seed, epoch, position): identical after a
+    resume and whatever the number of workers, and different when the sample is drawn again.
+    """
+    from gr00t.data.dataset import MixtureDataset
+
+    return MixtureDataset(datasets, transform=processor, seed=seed)
+
+
+def build_validation_dataset(
+    mixture: Any, embodiments: Mapping[str, Any], heldout: HeldOut, processor: Any, seed: int
+) -> Any | None:
+    """The held-out samples through an eval-mode copy of the processor (None: nothing held out)."""
+    import copy
+
+    from gr00t.data.dataset import Gr00tDataset
+
+    kept = [(e, eps) for e, eps in zip(mixture.entries, heldout.val) if eps]
+    if not kept:
+        return None
+    datasets = [Gr00tDataset(e.path, embodiments[e.embodiment], episodes=eps) for e, eps in kept]
+    return build_training_dataset(datasets, copy.copy(processor).eval(), seed)

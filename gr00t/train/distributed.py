@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 
@@ -31,3 +33,14 @@ def broadcast(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_reduce(values: Sequence[float], op: str = "sum") -> list[float]:
+    """Element-wise ``sum`` or ``max`` of ``values`` over every rank (float64; identity in one process)."""
+    if not dist_ready():
+        return [float(v) for v in values]
+    cuda = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    tensor = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return tensor.cpu().tolist()

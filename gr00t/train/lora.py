@@ -6,14 +6,15 @@ Adapters go into the attention/MLP projections of the LLM (the sub-module whose 
 adapted layers freeze and every other parameter keeps its ``requires_grad``. A model with a
 precision policy (``apply_precision``) re-applies it: adapters are float32, frozen bases
 ``model_dtype``. Checkpoints then hold base + adapter tensors (``*.base_layer.*``,
-``*.lora_A/B.*``): load them into a model prepared with :func:`apply_lora` and the same settings,
-or merge with peft for deployment.
+``*.lora_A/B.*``) so that a resume is exact, and ``lora_config.json`` (:func:`lora_config`); every
+loader (`Gr00tN16Model.from_pretrained`: policy, gr00t-serve, gr00t-eval, ``base=``) merges them
+into plain weights, ``W = W_base + (lora_alpha / r) · B · A`` (`gr00t.model.weights`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +28,7 @@ __all__ = [
     "LORA_DIT_TARGETS",
     "apply_lora",
     "dit_lora_pattern",
+    "lora_config",
     "lora_module_pattern",
 ]
 
@@ -92,3 +94,17 @@ def apply_lora(model: torch.nn.Module, settings: TrainingSettings) -> int:
     if hasattr(model, "apply_precision"):
         model.apply_precision()
     return adapted // 2
+
+
+def lora_config(settings: TrainingSettings) -> dict[str, Any] | None:
+    """What a LoRA checkpoint records in ``lora_config.json`` for its loaders (None without LoRA)."""
+    if settings.lora_rank <= 0:
+        return None
+    return {
+        "r": settings.lora_rank,
+        "lora_alpha": settings.lora_alpha,
+        "lora_dropout": settings.lora_dropout,
+        "target_modules": list(settings.lora_target_modules),
+        "lora_dit": bool(getattr(settings, "lora_dit", False)),
+        "layout": "peft",
+    }

@@ -10,7 +10,7 @@
 * Optionally a separate learning rate for the backbone (parameters under ``backbone.``).
 * Cosine schedule with linear warmup; the warmup length is ``ceil(warmup_ratio * max_steps)`` and
   the cosine always ends exactly at ``max_steps`` — the schedule follows ``max_steps``, never an
-  epoch count.
+  epoch count, also after a resume with another ``max_steps`` (`RunSchedule`).
 """
 
 from __future__ import annotations
@@ -175,7 +175,16 @@ def build_scheduler(
         raise ValueError(f"lr_scheduler={settings.lr_scheduler!r}: expected 'cosine' or 'constant'")
     warmup = warmup_steps(max_steps, settings.warmup_ratio)
     kind = settings.lr_scheduler
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _Schedule(max_steps, warmup, kind))
+    return RunSchedule(optimizer, _Schedule(max_steps, warmup, kind))
+
+
+class RunSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """``LambdaLR`` whose restored state keeps this run's schedule: a resume restores the position
+    (``last_epoch``, last rates) while warmup and length follow this run's ``max_steps``."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = {k: v for k, v in state_dict.items() if k != "lr_lambdas"}
+        super().load_state_dict({**state, "lr_lambdas": [None] * len(self.lr_lambdas)})
 
 
 class _Schedule:

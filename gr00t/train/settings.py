@@ -113,6 +113,11 @@ class TrainerConfig:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_DEFAULT_TARGETS))
     lora_dit: bool = False  # with lora_rank > 0: adapters on the DiT's attention/feed-forward too
+    # weight EMA (gr00t.train.ema): null/0 = off; else decay_t = min(ema_decay, (1 + t) / (10 + t))
+    ema_decay: float | None = None
+    # validation on held-out episodes (recipe key val_episodes): every eval_steps (null: save_steps)
+    eval_steps: int | None = None
+    eval_samples: int = 64  # validation samples, evenly spread over the held-out episodes
     # data loading
     dataloader_num_workers: int = 4
     dataloader_prefetch_factor: int | None = None
@@ -227,6 +232,15 @@ class TrainingSettings(TrainerConfig):
             if getattr(self, name) not in [m.value for m in kind]:
                 raise ValueError(
                     f"trainer.{name}={getattr(self, name)!r}: expected one of {[m.value for m in kind]}"
+                )
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"trainer.ema_decay={self.ema_decay}: expected a decay in [0, 1) or null (off)")
+        for name in ("eval_steps", "eval_samples"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise ValueError(
+                    f"trainer.{name}={value}: expected an integer >= 1"
+                    + (" or null" if name == "eval_steps" else "")
                 )
         if self.lora_rank < 0:
             raise ValueError(f"trainer.lora_rank={self.lora_rank}: expected >= 0 (0 disables LoRA)")

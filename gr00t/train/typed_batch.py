@@ -2,7 +2,7 @@
 
 HF's own input handling knows dicts, lists and tensors; a `Gr00tBatch` passes through it untouched
 (``len(batch)`` is its sample count) and these documented hooks take over: `compute_loss` moves the
-batch to the device and calls ``model(batch)``, `floating_point_ops` counts its text tokens. Dict
+batch to the device (`device_batch`) and calls ``model(batch)``, `floating_point_ops` counts its text tokens. Dict
 batches (other models) keep HF's default path.
 """
 
@@ -26,11 +26,15 @@ class TypedBatchHooks(Trainer):
         tensors take the engine's dtype, as HF does for dict batches."""
         if not isinstance(inputs, Gr00tBatch):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(self.device_batch(inputs))
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def device_batch(self, batch: Gr00tBatch) -> Gr00tBatch:
+        """``batch`` on this process's device; under DeepSpeed floating tensors take the engine's dtype."""
         dtype = None
         if self.is_deepspeed_enabled:
             dtype = self.accelerator.state.deepspeed_plugin.hf_ds_config.dtype()
-        outputs = model(inputs.to(self.args.device, dtype=dtype))
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return batch.to(self.args.device, dtype=dtype)
 
     def floating_point_ops(self, inputs) -> int:
         """HF's estimate, 6 × text tokens × non-embedding parameters."""

@@ -13,10 +13,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from gr00t.data.collator import Gr00tCollator
-from gr00t.data.dataset import Gr00tDataset, MixtureDataset, SegmentStream
+from gr00t.data.dataset import Gr00tDataset, MixtureDataset
 from gr00t.data.demo import TASKS, read_frame_code
 from gr00t.data.embodiment import load_embodiment
 from gr00t.data.sampler import MixtureSampler
+from gr00t.data.segment_stream import SegmentStream
 from tests.data.test_processor import flatten_sample
 
 HORIZON = 16

@@ -86,11 +86,11 @@ def test_missing_shard_and_broken_json_are_named(copy):
 
 def test_resume_files_are_checked(copy):
     """What only a resume reads: optimizer state and trainer state."""
-    from gr00t.train import checkpoint as ckpt
+    from gr00t.train.resume_check import check_resume_compatible
 
     _truncate(copy / "optimizer.pt", 0.9)
     with pytest.raises(IncompleteCheckpointError, match="optimizer.pt: not a complete torch.save archive"):
-        ckpt.check_resume_compatible(copy, Gr00tN16Model(load_preset("n16_tiny")))
+        check_resume_compatible(copy, Gr00tN16Model(load_preset("n16_tiny")))
     Gr00tN16Model.from_pretrained(str(copy))  # serving the weights still works
     (copy / "optimizer.pt").unlink()
     _truncate(copy / "trainer_state.json")

@@ -7,6 +7,8 @@ Trains the real tiny model through `gr00t.train.trainer.run_training`; optional 
   --step-sleep S          sleep S seconds after every optimiser step (gives a test time to signal)
   --write-pid             write <run-dir>/worker-<rank>.pid (to signal one rank of a torchrun job)
   --tune-llm              model config tune_llm=True (another trainable set, same parameters)
+  --ema-decay D           keep a weight EMA (trainer.ema_decay)
+  --lora-rank R           LoRA adapters of rank R (trainer.lora_rank)
 Prints `RESULT_JSON {...}` on rank 0 when training returns.
 """
 
@@ -65,6 +67,8 @@ def main() -> None:
     p.add_argument("--step-sleep", type=float, default=0.0)
     p.add_argument("--write-pid", action="store_true", help="write <run-dir>/worker-<rank>.pid at start")
     p.add_argument("--tune-llm", action="store_true", help="train the whole LLM (model config tune_llm=True)")
+    p.add_argument("--ema-decay", type=float, default=None)
+    p.add_argument("--lora-rank", type=int, default=0)
     p.add_argument("--model-dtype", default=None, help="model config model_dtype (n16_tiny: float32)")
     p.add_argument("--precision", default="auto")
     a = p.parse_args()
@@ -93,6 +97,8 @@ def main() -> None:
         resume=not a.no_resume,
         wandb_mode="disabled",
         progress_bar=False,
+        ema_decay=a.ema_decay,
+        lora_rank=a.lora_rank,
     )
     callbacks = []
     if a.kill_after_save is not None:

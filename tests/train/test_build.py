@@ -181,7 +181,9 @@ def test_training_dataset_keys_augmentation_by_sampler_draw(demo_dataset_v3):
 
 
 def test_unknown_base_architecture_override_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "explicit_model_overrides", lambda: {"action_horizon"})
+    from gr00t.train import build_model as model_side
+
+    monkeypatch.setattr(model_side, "explicit_model_overrides", lambda: {"action_horizon"})
     from gr00t.model.gr00t_n16 import Gr00tN16Model
     from gr00t.model.presets import load_preset
 
@@ -269,3 +271,39 @@ def test_full_size_model_without_base_warns_first(monkeypatch, caplog):
     with caplog.at_level("INFO"), pytest.raises(RuntimeError):
         build.build_and_train(_cfg("data=x", "run_dir=/nonexistent/run"))
     assert "RANDOM weights" in caplog.records[0].getMessage()  # the top of the log
+
+
+def test_released_base_statistics_normalise_its_embodiments(tmp_path):
+    """base= a released (reference) checkpoint: its statistics win for the tags it was trained on, as the
+    reference processor's set_statistics(override=False) does; base_statistics=false keeps the dataset's."""
+    import json
+
+    import numpy as np
+
+    from gr00t.data.embodiment import load_embodiment
+    from tests.data.test_reference_metadata import write_reference
+
+    release = tmp_path / "release"
+    written = write_reference(release, tags=("new_embodiment", "gr1"))
+    (release / "config.json").write_text(json.dumps({"model_type": "Gr00tN1d6"}))
+    (release / "model.safetensors").write_bytes(b"")  # only its presence is looked at here
+    embodiments = {"new_embodiment": load_embodiment("new_embodiment")}
+    dataset_stats = {"new_embodiment": ("dataset stats", "dataset relative stats")}
+    cfg = _cfg("data=x", "model=n16_tiny", f"base={release}")
+    stats = build.base_statistics(cfg, embodiments, dataset_stats, relative=True)
+    grouped, relative = stats["new_embodiment"]
+    expected = written["new_embodiment"]["state"]["arm"]["mean"]
+    np.testing.assert_array_equal(grouped["state"]["arm"]["mean"], np.asarray(expected))
+    assert relative["arm"]["max"].shape == (16, 6)
+    off = _cfg("data=x", "model=n16_tiny", f"base={release}", "base_statistics=false")
+    assert build.base_statistics(off, embodiments, dataset_stats, relative=True) == dataset_stats
+    own = tmp_path / "own"  # one of our checkpoints: its statistics.json is not the reference's
+    own.mkdir()
+    (own / "config.json").write_text(json.dumps({"model_type": "gr00t_n1_6"}))
+    (own / "model.safetensors").write_bytes(b"")
+    (own / "statistics.json").write_text("{}")
+    ours = _cfg("data=x", "model=n16_tiny", f"base={own}")
+    assert build.base_statistics(ours, embodiments, dataset_stats, relative=True) == dataset_stats
+    write_reference(release, rel_horizon=8)  # relative statistics of another horizon do not fit
+    with pytest.raises(BuildError, match="base_statistics=false"):
+        build.base_statistics(cfg, embodiments, dataset_stats, relative=True)

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from gr00t.model.gr00t_n16 import Gr00tN16Model
-from gr00t.train import checkpoint as ckpt
+from gr00t.train import run_dir as ckpt
 from gr00t.train.preemption import REQUEUE_EXIT_CODE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,7 +72,7 @@ def test_two_process_deepspeed_lowers_loss_and_resumes(
     assert "global batch 8 = 4 per device x 2 processes x 1 accumulation" in proc.stdout
     assert result["global_step"] == steps and result["global_batch_size"] == 8
     final = tmp_path / f"checkpoint-{steps}"
-    assert ckpt.is_complete(final)
+    assert ckpt.Checkpoint(final).is_complete
     for name in (
         f"global_step{steps}",
         "latest",
@@ -100,7 +100,7 @@ def test_two_process_deepspeed_lowers_loss_and_resumes(
     assert proc2.returncode == 0 and result2 is not None, describe(proc2)
     assert result2["resumed_from"] == str(tmp_path / f"checkpoint-{resumed_at}")
     assert result2["global_step"] == resumed_at + 2
-    assert ckpt.is_complete(tmp_path / f"checkpoint-{resumed_at + 2}")
+    assert ckpt.Checkpoint(tmp_path / f"checkpoint-{resumed_at + 2}").is_complete
     assert not (tmp_path / ckpt.PREEMPTED_MARKER).exists()
 
 
@@ -134,7 +134,7 @@ def test_deepspeed_refuses_resume_with_other_trainable_parameters(train_data: Pa
         "under DeepSpeed with other trainable parameters (the optimiser's parameters changed: now also "
         "trains backbone.model.language_model" in refused.stderr
     ), describe(refused)
-    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1"  # nothing was written
+    assert ckpt.RunDir(tmp_path).latest_checkpoint().path == tmp_path / "checkpoint-1"  # nothing was written
 
 
 def preempt_one_rank(args: list[str], run_dir: Path, after_step: int) -> int:
@@ -170,7 +170,7 @@ def preempt_one_rank(args: list[str], run_dir: Path, after_step: int) -> int:
     marker = json.loads((run_dir / ckpt.PREEMPTED_MARKER).read_text())
     step = marker["step"]
     assert step > after_step and marker["signal"] == "peer"  # rank 0 learned it from rank 1
-    latest = ckpt.latest_checkpoint(run_dir)
+    latest = ckpt.RunDir(run_dir).latest_checkpoint().path
     assert latest == run_dir / f"checkpoint-{step}" and (latest / f"global_step{step}").is_dir()
     assert (latest / "rng_state_0.pth").exists() and (latest / "rng_state_1.pth").exists()
     return step

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import REPO, alive, descendants, free_port, kill_pids, logged, worker_env  # noqa: E402
 
-from gr00t.train import checkpoint as ckpt  # noqa: E402
+from gr00t.train import run_dir as ckpt  # noqa: E402
 
 # A parent that starts `child` and sleeps; prints the child's pid.
 PARENT = """
@@ -102,7 +102,7 @@ def test_sigkill_of_the_launcher_leaves_no_trainer_and_no_new_checkpoint(
         assert any(name.startswith("checkpoint-") for name in before)
         time.sleep(5)  # an orphan saving every step would publish a checkpoint within this time
         assert sorted(p.name for p in run_dir.iterdir()) == before
-        steps = [ckpt.checkpoint_step(p) for p in ckpt.list_checkpoints(run_dir)]
+        steps = [c.step for c in ckpt.RunDir(run_dir).checkpoints()]
         assert max(r.get("step", 0) for r in logged(run_dir)) <= max(steps) + 1
     finally:
         kill_pids([proc.pid, *tree])

@@ -18,14 +18,9 @@ from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel, TrainerCallback
 from transformers.utils import ModelOutput
 
-from gr00t.train import checkpoint as ckpt
-from gr00t.train.optimizer_state import (
-    names_difference,
-    param_group_names,
-    read_param_names,
-    shape_mismatch,
-    write_param_names,
-)
+from gr00t.train import run_dir as rd
+from gr00t.train.resume_check import names_difference, param_group_names, shape_mismatch
+from gr00t.train.run_dir import Checkpoint, CheckpointStaging
 from gr00t.train.trainer import TrainingSettings, run_training
 
 
@@ -118,7 +113,7 @@ def _resume(source_run: Path, run_dir: Path, trained: str) -> _CaptureOptimizerA
 def _saved_moments(checkpoint: Path) -> dict[str, dict[str, torch.Tensor]]:
     """optimizer.pt's per-tensor state keyed by the parameter names stored next to it."""
     saved = torch.load(checkpoint / "optimizer.pt", weights_only=True)
-    names = [n for g in read_param_names(checkpoint) for n in g["params"]]
+    names = [n for g in Checkpoint(Path(checkpoint)).optimizer_param_names() for n in g["params"]]
     ids = [i for g in saved["param_groups"] for i in g["params"]]
     return {name: saved["state"][i] for name, i in zip(names, ids)}
 
@@ -129,7 +124,7 @@ def test_same_shapes_other_names_start_fresh_unchanged_restore_exactly(
     first_run = tmp_path / "first"
     _train(first_run, "first", max_steps=2)
     source = first_run / "checkpoint-2"
-    stored = json.loads((source / ckpt.OPTIMIZER_PARAMS_NAME).read_text())
+    stored = json.loads((source / rd.OPTIMIZER_PARAMS_NAME).read_text())
     assert stored["param_groups"] == [
         {"name": "head/decay", "params": ["first.weight"]},
         {"name": "head/no_decay", "params": ["first.bias"]},
@@ -167,7 +162,7 @@ def test_same_shapes_other_names_start_fresh_unchanged_restore_exactly(
     # A checkpoint from before the names file: today's count/shape rule, moments restored.
     legacy = tmp_path / "legacy_source"
     shutil.copytree(first_run, legacy)
-    (legacy / "checkpoint-2" / ckpt.OPTIMIZER_PARAMS_NAME).unlink()
+    (legacy / "checkpoint-2" / rd.OPTIMIZER_PARAMS_NAME).unlink()
     caplog.clear()
     with caplog.at_level("WARNING", logger="gr00t.train.trainer"):
         capture = _resume(legacy, tmp_path / "legacy", "first")
@@ -191,13 +186,13 @@ def test_names_difference_and_file_validation(tmp_path: Path) -> None:
         "the optimiser's parameters changed: no longer trains first.weight"
     )
     # Round trip through the file, then corrupt files are refused naming the file.
-    write_param_names(tmp_path, names)
-    assert read_param_names(tmp_path) == names
-    assert read_param_names(tmp_path / "missing") is None
-    path = tmp_path / ckpt.OPTIMIZER_PARAMS_NAME
+    CheckpointStaging(tmp_path, 1).write_side_files(settings={}, data_state={}, optimizer_param_names=names)
+    assert Checkpoint(tmp_path).optimizer_param_names() == names
+    assert Checkpoint(tmp_path / "missing").optimizer_param_names() is None
+    path = tmp_path / rd.OPTIMIZER_PARAMS_NAME
     path.write_text("{oops")
     with pytest.raises(ValueError, match=r"optimizer_params\.json: corrupt"):
-        read_param_names(tmp_path)
+        Checkpoint(tmp_path).optimizer_param_names()
     path.write_text(json.dumps({"param_groups": [{"name": "x", "params": [1, 2]}]}))
     with pytest.raises(ValueError, match=r"optimizer_params\.json: expected"):
-        read_param_names(tmp_path)
+        Checkpoint(tmp_path).optimizer_param_names()

@@ -45,7 +45,7 @@ def test_sigusr1_checkpoints_and_exits_with_requeue_code(train_data, tmp_path) -
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from conftest import REPO, describe, logged, run_worker, worker_command, worker_env
 
-    from gr00t.train import checkpoint as ckpt
+    from gr00t.train import run_dir as ckpt
 
     args = [
         "--run-dir",
@@ -87,7 +87,7 @@ def test_sigusr1_checkpoints_and_exits_with_requeue_code(train_data, tmp_path) -
     marker = json.loads((tmp_path / ckpt.PREEMPTED_MARKER).read_text())
     step = marker["step"]
     assert marker["signal"] == "SIGUSR1" and 2 <= step < 500
-    latest = ckpt.latest_checkpoint(tmp_path)
+    latest = ckpt.RunDir(tmp_path).latest_checkpoint().path
     assert latest == tmp_path / f"checkpoint-{step}"  # save_steps=1000: only the preemption saved
     assert json.loads((latest / ckpt.DATA_STATE_NAME).read_text())["consumed"] == 2 * step
     assert "RESULT_JSON" not in out  # exited before returning
@@ -187,11 +187,11 @@ def _wait_for_step(run_dir, proc, step: int, timeout: float = 300) -> None:
 def _assert_preempted(run_dir, batch_per_step: int) -> int:
     import json
 
-    from gr00t.train import checkpoint as ckpt
+    from gr00t.train import run_dir as ckpt
 
     marker = json.loads((run_dir / ckpt.PREEMPTED_MARKER).read_text())
     step = marker["step"]
-    latest = ckpt.latest_checkpoint(run_dir)
+    latest = ckpt.RunDir(run_dir).latest_checkpoint().path
     assert latest == run_dir / f"checkpoint-{step}", (latest, marker)
     assert json.loads((latest / ckpt.DATA_STATE_NAME).read_text())["consumed"] == batch_per_step * step
     return step

@@ -135,7 +135,7 @@ def test_second_trainer_on_a_live_run_dir_exits_2_naming_the_holder(train_data, 
     """A real trainer holds run_dir; `gr00t-finetune` on the same folder stops at once, the first goes on."""
     from conftest import describe, logged, worker_command, worker_env
 
-    from gr00t.train import checkpoint as ckpt
+    from gr00t.train import run_dir as ckpt
 
     args = ["--run-dir", str(tmp_path), "--data", str(train_data), "--max-steps", "8", "--save-steps", "4"]
     first = subprocess.Popen(
@@ -180,5 +180,5 @@ def test_second_trainer_on_a_live_run_dir_exits_2_naming_the_holder(train_data, 
     assert first.returncode == 0, describe(
         subprocess.CompletedProcess(first.args, first.returncode, out, err)
     )
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-4", "checkpoint-8"]
+    assert [c.path.name for c in ckpt.RunDir(tmp_path).checkpoints()] == ["checkpoint-4", "checkpoint-8"]
     assert (tmp_path / LOCK_NAME).read_text() == ""  # released at the end

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from gr00t.data.processor import Gr00tProcessor
 from gr00t.model.batch import Gr00tBatch
 from gr00t.model.gr00t_n16 import Gr00tN16Model
-from gr00t.train import checkpoint as ckpt
+from gr00t.train import run_dir as ckpt
+from gr00t.train.resume_check import ResumeMismatchError
 from gr00t.train.trainer import TrainingSettings, resolve_deepspeed_config, run_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -161,7 +162,7 @@ def test_rerun_resumes_and_resume_false_starts_over(train_data: Path, tmp_path: 
     assert fresh.resumed_from is None and fresh.global_step == 2
     archived = list(tmp_path.glob("superseded-*"))
     assert len(archived) == 1 and (archived[0] / "checkpoint-3" / "COMPLETE").is_file()
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert [c.path.name for c in ckpt.RunDir(tmp_path).checkpoints()] == ["checkpoint-2"]
 
 
 def test_settings_validation_and_deepspeed_choice(tmp_path: Path) -> None:
@@ -208,7 +209,7 @@ def test_resume_after_sigkill_is_exact(reference_run: Path, train_data: Path, tm
     common = ["--data", str(train_data), *COMMON]
     killed, _ = run_worker(["--run-dir", str(tmp_path), *common, "--kill-after-save", "4"])
     assert killed.returncode == -9, describe(killed)
-    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    assert ckpt.RunDir(tmp_path).latest_checkpoint().path == tmp_path / "checkpoint-4"
     proc, result = run_worker(["--run-dir", str(tmp_path), *common, "--save-total-limit", "2"])
     assert proc.returncode == 0 and result is not None, describe(proc)
     assert result["resumed_from"] == str(tmp_path / "checkpoint-4") and result["global_step"] == 6
@@ -239,7 +240,7 @@ def test_kill_during_checkpoint_write_keeps_previous(
     partial = list(tmp_path.glob("checkpoint-4.tmp-*"))
     assert len(partial) == 1 and (partial[0] / "model.safetensors").exists()
     assert not (partial[0] / ckpt.COMPLETE_MARKER).exists() and not (tmp_path / "checkpoint-4").exists()
-    previous = ckpt.latest_checkpoint(tmp_path)
+    previous = ckpt.RunDir(tmp_path).latest_checkpoint().path
     assert previous == tmp_path / "checkpoint-2"
     Gr00tN16Model.from_pretrained(str(previous))  # still loadable
     Gr00tProcessor.from_pretrained(str(previous))
@@ -352,14 +353,14 @@ def test_resume_refuses_changed_architecture_but_allows_training_switches(
     # No state dropout → no mask_token: refused up front with the field and the checkpoint named.
     model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.0)
     with pytest.raises(
-        ckpt.ResumeMismatchError,
+        ResumeMismatchError,
         match=r"(?s)cannot resume from .*checkpoint-1.*"
         r"state_dropout_prob: 0\.5 -> 0\.0.*mask_token.*resume=false",
     ):
         run_training(
             model, dataset, collator, _settings(max_steps=2, save_steps=1), tmp_path, processor=processor
         )
-    assert ckpt.latest_checkpoint(tmp_path) == first  # nothing was touched
+    assert ckpt.RunDir(tmp_path).latest_checkpoint().path == first  # nothing was touched
     # Same parameters, other training-only settings: resumes (another trainable set → fresh AdamW moments).
     model, dataset, collator, processor, _ = build_pipeline(train_data, state_dropout_prob=0.3, tune_llm=True)
     with caplog.at_level("WARNING", logger="gr00t.train.trainer"):

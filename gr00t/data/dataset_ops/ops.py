@@ -12,10 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from gr00t.data.dataset_ops.plan import make_plan
+from gr00t.data.dataset_ops import layout_v21, layout_v30
+from gr00t.data.dataset_ops.plan import Plan, make_plan
 from gr00t.data.dataset_ops.publish import staged_output
 from gr00t.data.dataset_ops.source import DatasetOpsError, SourceDataset, open_source
-from gr00t.data.dataset_ops.writer import WriteOptions, WriteReport, write_dataset
+from gr00t.data.dataset_ops.writer import EpisodeRows, WriteOptions, WriteReport
+
+
+def write_dataset(root: Path, plan: Plan, options: WriteOptions) -> WriteReport:
+    """Write `plan` into the empty folder `root`."""
+    report = WriteReport()
+    rows = EpisodeRows(plan)
+    layout = layout_v30 if plan.version == "v3.0" else layout_v21
+    layout.write(root, plan, rows, options, report)
+    return report
 
 
 def _check_paths(inputs: list[Path], out: Path | None) -> None:

@@ -150,14 +150,3 @@ def write_common_meta(root: Path, plan: Plan, rows: EpisodeRows, report: WriteRe
     report.episodes = len(plan.episodes)
     report.frames = plan.total_frames
     report.tasks = len(plan.tasks)
-
-
-def write_dataset(root: Path, plan: Plan, options: WriteOptions) -> WriteReport:
-    """Write `plan` into the empty folder `root`."""
-    from gr00t.data.dataset_ops import layout_v21, layout_v30
-
-    report = WriteReport()
-    rows = EpisodeRows(plan)
-    layout = layout_v30 if plan.version == "v3.0" else layout_v21
-    layout.write(root, plan, rows, options, report)
-    return report
