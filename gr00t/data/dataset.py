@@ -5,36 +5,38 @@ A sample is one step ``t`` of one episode with its windows: video and state at `
 actions at ``t + action delta`` (``t … t+H−1``). Valid steps are those whose action window lies in
 the episode: ``0 … len − H`` for the usual ``range(H)``. Samples are numbered episode by episode.
 
-Memory: only the frames a sample needs are decoded, through the reader (`decode_frames` /
-`decode_segment`), so cameras may be mp4 videos (decoders cached per worker process) or LeRobot
-image features stored in the parquet rows; numeric columns are read per episode (a few KB–MB)
-and kept in a small per-process LRU cache. Nothing scales with the length of an episode's video.
+Memory: only the frames a sample needs are decoded, through the reader (`decode_frames`), so
+cameras may be mp4 videos (decoders cached per worker process) or LeRobot image features stored in
+the parquet rows; numeric columns are read per episode (a few KB–MB) and kept in a small
+per-process LRU cache. Nothing scales with the length of an episode's video.
+
+Two ways to read: ``dataset[i]`` decodes one sample (random access, one seek per camera), and
+`Gr00tDataset.window` decodes the frames of several consecutive steps in one sorted pass (the
+decode-aware training stream, `gr00t.data.window_stream`). `Gr00tDataset.chunks` cuts the valid
+steps into the runs that stream reads, starting on keyframes: it learns the videos' keyframe
+spacing from the container index of the first episode (`video.keyframe_grid`, nothing decoded).
 
 `MixtureDataset` concatenates datasets (global index = offset + local index, as the
 `MixtureSampler` expects) and optionally applies a processor in the worker.
-
-Segment mode (`SegmentStream`) trades random access for sequential decoding: it cuts episodes into
-contiguous segments, decodes each segment with one seek, uses every decoded frame, and mixes
-``segments_per_group`` segments (from many episodes) by a keyed permutation so that batches stay
-diverse. See its docstring for its ordering and resume rules.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import Dataset
 
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
-from gr00t.data.sampler import MixtureSampler, hash64, permute, sample_rng
+from gr00t.data.sampler import sample_rng
 
 EPISODE_CACHE_BYTES = 64 * 2**20  # numeric columns of recently used episodes, per process
+MIN_CHUNK_STEPS = 16  # shortest run of steps `chunks` cuts (rounded up to the keyframe spacing)
 
 
 @dataclass
@@ -86,6 +88,10 @@ class Gr00tDataset(Dataset):
         self.fps = float(self.reader.fps)
         self._check_keys()
         all_eps = list(self.reader.episode_indices)
+        if not all_eps:
+            raise ValueError(
+                f"{self.root}: the dataset has 0 episodes (meta/ lists none); nothing to train on"
+            )
         if episodes is not None:
             missing = sorted(set(episodes) - set(all_eps))
             if missing:
@@ -106,12 +112,14 @@ class Gr00tDataset(Dataset):
                 counts.append(n)
         if not counts:
             raise ValueError(
-                f"{self.root}: no episode is long enough for embodiment {emb.tag!r} "
-                f"(action window {emb.action.delta_indices[0]}..{emb.action.delta_indices[-1]})"
+                f"{self.root}: none of its {len(all_eps)} episodes is long enough for embodiment {emb.tag!r} "
+                f"(action window {emb.action.delta_indices[0]}..{emb.action.delta_indices[-1]}, longest episode "
+                f"{max(int(self.reader.episode_length(e)) for e in all_eps)} frames)"
             )
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._cache: OrderedDict[tuple[int, int], _Episode] = OrderedDict()
         self._cache_bytes = 0
+        self._keyframes: tuple[int, int] | None = None
 
     # ---- index bookkeeping ----------------------------------------------------------------------
     def num_valid_steps(self, length: int) -> int:
@@ -231,29 +239,94 @@ class Gr00tDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.sample(*self.locate(int(index)))
 
-    # ---- segment access (sequential decoding) ----------------------------------------------------
-    def segment(self, episode: int, first_step: int, num_steps: int) -> list[dict[str, Any]]:
-        """Raw samples of steps ``first_step … first_step+num_steps−1`` of an episode, decoding each view's
-        needed frames with one seek and a sequential read."""
+    # ---- windows (decode-aware access) ------------------------------------------------------------
+    def window(self, episode: int, first_step: int, num_steps: int, slot: int = 0) -> list[dict[str, Any]]:
+        """Raw samples of steps ``first_step … first_step+num_steps−1`` of an episode, equal to
+        ``sample(episode, step)`` each; every camera's needed frames are decoded in one sorted pass by
+        decoder ``slot`` of its file, which stays positioned for the window that follows."""
         ep = self._episode(episode)
         emb = self.embodiment
-        vd = np.asarray(emb.video.delta_indices)
-        lo = int(np.clip(first_step + vd.min(), 0, ep.length - 1))
-        hi = int(np.clip(first_step + num_steps - 1 + vd.max(), 0, ep.length - 1))
+        rows = np.clip(
+            np.arange(first_step, first_step + num_steps)[:, None] + np.asarray(emb.video.delta_indices),
+            0,
+            ep.length - 1,
+        )
+        needed, where = np.unique(rows, return_inverse=True)
+        where = where.reshape(rows.shape)
         frames = {}
         if self.load_video:
             for view in emb.video.keys:
                 original = _video_key(self.modality, view)
-                frames[view] = self.reader.decode_segment(
-                    ep.index, original, lo, hi + 1, backend=self.video_backend
+                frames[view] = self.reader.decode_frames(
+                    ep.index, original, needed, backend=self.video_backend, slot=slot
                 )
         out = []
-        for step in range(first_step, first_step + num_steps):
-            s = self.sample(episode, step, with_video=False)
-            rows = np.clip(step + vd, 0, ep.length - 1) - lo
-            s["video"] = {view: f[rows] for view, f in frames.items()}
+        for k in range(num_steps):
+            s = self.sample(episode, first_step + k, with_video=False)
+            lo = int(where[k, 0])
+            if np.array_equal(where[k], np.arange(lo, lo + where.shape[1])):  # consecutive rows: views
+                s["video"] = {view: f[lo : lo + where.shape[1]] for view, f in frames.items()}
+            else:
+                s["video"] = {view: f[where[k]] for view, f in frames.items()}
             out.append(s)
         return out
+
+    def keyframe_layout(self) -> tuple[int, int]:
+        """`(spacing, first)` of the cameras' keyframes, from the first episode's container index:
+        the largest spacing over the cameras and the first camera's grid (`LeRobotReader.keyframe_layout`).
+        ``(1, 0)`` without video."""
+        if self._keyframes is None:
+            spacing, first = 1, 0
+            if self.load_video and self.embodiment.video.keys:
+                ep = self.episode_indices[0]
+                layouts = [
+                    self.reader.keyframe_layout(ep, _video_key(self.modality, v), backend=self.video_backend)
+                    for v in self.embodiment.video.keys
+                ]
+                spacing, first = max(s for s, _ in layouts), layouts[0][1]
+            self._keyframes = (spacing, first)
+        return self._keyframes
+
+    def chunks(self, min_steps: int = MIN_CHUNK_STEPS) -> np.ndarray:
+        """The valid steps cut into runs for decode-aware reading: int64 ``[n, 4]`` rows of
+        ``(episode, first step, steps, sample index of the first step)``, covering every sample once.
+
+        Runs are ``min_steps`` rounded up to a multiple of the keyframe spacing ``g`` and cut where the
+        first frame a step needs falls on the keyframe grid, so reading a run from its start never decodes
+        frames before it. The grid is the first episode's, shifted by each episode's start inside its
+        file (LeRobot v3 files hold many episodes); a video that breaks the pattern only costs time.
+        """
+        spacing, first = self.keyframe_layout()
+        length = spacing * -(-max(1, int(min_steps)) // spacing)
+        lead = min(self.embodiment.video.delta_indices) if self.embodiment.video.keys else 0
+        rows = []
+        for pos, (ep, ep_len) in enumerate(zip(self.episode_indices, self.episode_lengths)):
+            lo, n = self.first_valid_step(), self.num_valid_steps(ep_len)
+            phase = (first + self._episode_shift(ep)) % spacing
+            cuts = np.arange(phase - lead, lo + n, length)
+            starts = np.unique(np.concatenate([[lo], cuts[(cuts > lo) & (cuts < lo + n)]]))
+            ends = np.append(starts[1:], lo + n)
+            index = int(self._starts[pos]) + starts - lo
+            rows.append(np.column_stack([np.full(len(starts), ep), starts, ends - starts, index]))
+        return np.concatenate(rows).astype(np.int64)
+
+    def _episode_shift(self, episode: int) -> int:
+        """Frames between the first episode's and this episode's start inside their mp4 files."""
+        if not (self.load_video and self.embodiment.video.keys):
+            return 0
+        key = _video_key(self.modality, self.embodiment.video.keys[0])
+        if key not in self.reader.video_keys:
+            return 0
+        first = self.reader.video_location(self.episode_indices[0], key)[1]
+        return round((float(first) - float(self.reader.video_location(episode, key)[1])) * self.fps)
+
+    def video_file(self, episode: int) -> str:
+        """Identifies the mp4 file of the episode's first camera (episodes sharing a file share it)."""
+        keys = self.embodiment.video.keys
+        key = _video_key(self.modality, keys[0]) if keys else None
+        if key is None or key not in self.reader.video_keys:
+            return f"episode-{episode}"
+        return str(self.reader.video_location(episode, key)[0])
 
 
 class MixtureDataset(Dataset):
@@ -303,126 +376,6 @@ class MixtureDataset(Dataset):
         if self.transform is None:
             return sample
         return self.transform(sample, rng=sample_rng(index, self.seed))
-
-
-class SegmentStream(IterableDataset):
-    """Segment-mode sampling: sequential decoding, every decoded frame used, batches mixed.
-
-    Order (a pure function of seed, position and the DataLoader layout):
-
-    * Each dataset's valid steps are cut into segments of ``segment_length`` consecutive steps
-      (the last one of an episode may be shorter). A `MixtureSampler` over segments (weights =
-      per-dataset draw shares of segments, epoch = every segment once without weights) gives a
-      global, endless segment sequence (epoch after epoch).
-    * Position ``p`` of that sequence goes to rank ``p mod W`` (``W`` = world size); inside a rank
-      to stream ``(p div W) mod K`` (``K`` = ``num_workers``, at least 1).
-    * A stream takes its segments ``segments_per_group`` at a time, decodes them, and emits all
-      their samples in a keyed random order. A batch of ``b`` samples thus draws from up to
-      ``segments_per_group`` different episodes; memory is ``segments_per_group`` decoded segments.
-    * The DataLoader builds each batch inside one worker and takes batches from workers in turn.
-
-    Resume: ``state_dict(consumed_batches)`` / ``load_state_dict`` — the number of batches this rank
-    consumed; with the same ``batch_size`` and ``num_workers`` the resumed stream continues exactly
-    (each worker re-derives its role and skips the already-delivered samples without decoding).
-    The stream is endless: train with ``max_steps``.
-    """
-
-    def __init__(
-        self,
-        datasets: Sequence[Gr00tDataset],
-        weights: Sequence[float] | None = None,
-        segment_length: int = 32,
-        segments_per_group: int = 8,
-        batch_size: int = 1,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        transform: Callable[..., Any] | None = None,
-    ) -> None:
-        if segment_length < 1 or segments_per_group < 1 or batch_size < 1:
-            raise ValueError(
-                f"segment_length={segment_length}, segments_per_group={segments_per_group}, batch_size={batch_size}: "
-                "all must be >= 1"
-            )
-        self.datasets = list(datasets)
-        self.segment_length = segment_length
-        self.segments_per_group = segments_per_group
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank, self.world_size = rank, world_size
-        self.transform = transform
-        self.segments: list[list[tuple[int, int, int]]] = []  # per dataset: (episode, first step, steps)
-        for ds in self.datasets:
-            segs = []
-            for ep, length in zip(ds.episode_indices, ds.episode_lengths):
-                first, n = ds.first_valid_step(), ds.num_valid_steps(length)
-                for s in range(first, first + n, segment_length):
-                    segs.append((ep, s, min(segment_length, first + n - s)))
-            self.segments.append(segs)
-        self.sampler = MixtureSampler([len(s) for s in self.segments], weights, seed=seed)
-        self.consumed_batches = 0
-        self._num_workers_hint = 1
-
-    # ---- pure plan ------------------------------------------------------------------------------
-    def _segment(self, global_position: int) -> tuple[int, tuple[int, int, int]]:
-        epoch, pos = divmod(global_position, self.sampler.epoch_length)
-        g = int(self.sampler.global_index(epoch, np.array([pos]))[0])
-        d = int(self.sampler.dataset_of(np.array([g]))[0])
-        return d, self.segments[d][g - int(self.sampler.offsets[d])]
-
-    def _stream_groups(
-        self, role: int, num_streams: int
-    ) -> Iterator[tuple[int, list[tuple[int, tuple[int, int, int]]]]]:
-        """(group number, segments) of one stream, endlessly."""
-        stride = self.world_size * num_streams
-        base = self.rank + self.world_size * role
-        group = 0
-        while True:
-            first = base + stride * group * self.segments_per_group
-            yield group, [self._segment(first + stride * k) for k in range(self.segments_per_group)]
-            group += 1
-
-    def _order(self, role: int, group: int, size: int) -> np.ndarray:
-        return permute(np.arange(size), size, hash64(self.seed, "segment-group", self.rank, role, group))
-
-    # ---- resume --------------------------------------------------------------------------------
-    def state_dict(self, consumed_batches: int | None = None) -> dict[str, Any]:
-        if consumed_batches is not None:
-            self.consumed_batches = int(consumed_batches)
-        return {"consumed_batches": self.consumed_batches, "seed": self.seed, "batch_size": self.batch_size}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for key in ("seed", "batch_size"):
-            if state.get(key) != getattr(self, key):
-                raise ValueError(
-                    f"segment stream state mismatch for {key!r}: {state.get(key)!r} vs {getattr(self, key)!r}"
-                )
-        self.consumed_batches = int(state["consumed_batches"])
-
-    # ---- iteration -----------------------------------------------------------------------------
-    def __iter__(self) -> Iterator[Any]:
-        info = get_worker_info()
-        num_streams, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        n = self.consumed_batches
-        role = (n + worker) % num_streams
-        delivered = (n - role + num_streams - 1) // num_streams if n > role else 0
-        skip = delivered * self.batch_size
-        for group, segs in self._stream_groups(role, num_streams):
-            size = sum(s[2] for _, s in segs)
-            if skip >= size:
-                skip -= size
-                continue
-            samples = []
-            for d, (ep, first, steps) in segs:
-                samples.extend(self.datasets[d].segment(ep, first, steps))
-            for i in self._order(role, group, size)[skip:]:
-                s = samples[int(i)]
-                if self.transform is None:
-                    yield s
-                else:  # augmentation draw keyed by the sample's place in the stream: resume-exact
-                    rng = np.random.default_rng(hash64(self.seed, "augment", self.rank, role, group, int(i)))
-                    yield self.transform(s, rng=rng)
-            skip = 0
 
 
 # ---- modality helpers ---------------------------------------------------------------------------

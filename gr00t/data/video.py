@@ -2,8 +2,17 @@
 
 Timestamps are matched to the nearest decoded frame and rejected when that frame is more than
 `tolerance_s` away, so a sample never silently receives the wrong frame. Decoders are kept open
-in a small per-process LRU cache keyed by (pid, thread, backend, path): after a DataLoader fork
-every worker opens its own decoders instead of sharing FFmpeg state with its parent.
+in a per-process LRU cache keyed by (pid, thread, backend, path, slot): after a DataLoader fork
+every worker opens its own decoders instead of sharing FFmpeg state with its parent, and callers
+that read one file at several places at once (the decode-aware loader's lanes) give each place
+its own ``slot`` so every decoder keeps moving forward.
+
+A request at or after the frames a decoder last returned continues decoding from there (torchcodec
+does this itself inside a GOP; the PyAV backend keeps its demuxer running), so reading a video window
+after window costs one keyframe seek, not one per window. `keyframe_indices` reads a file's keyframe
+positions from the container index without decoding. `set_ffmpeg_threads` sets the FFmpeg decode
+threads of decoders opened afterwards in this process (1 by default: DataLoader workers scale by
+processes, not threads).
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import numpy as np
 BACKENDS = ("torchcodec", "pyav")
 DEFAULT_TOLERANCE_S = 1e-4
 DEFAULT_CACHE_SIZE = 16
+_FFMPEG_THREADS = 1  # decode threads per decoder opened by this process (set_ffmpeg_threads)
+_PYAV_DECODED = [0]  # frames the PyAV backend decoded in this process (pyav_decoded_frames)
 
 
 class VideoDecodeError(RuntimeError):
@@ -57,7 +68,13 @@ class _TorchcodecVideo:
     def __init__(self, path: Path):
         from torchcodec.decoders import VideoDecoder
 
-        self.decoder = VideoDecoder(str(path), dimension_order="NHWC", seek_mode="exact", device="cpu")
+        self.decoder = VideoDecoder(
+            str(path),
+            dimension_order="NHWC",
+            seek_mode="exact",
+            device="cpu",
+            num_ffmpeg_threads=_FFMPEG_THREADS,
+        )
         meta = self.decoder.metadata
         self.fps = float(meta.average_fps)
         self.begin = float(meta.begin_stream_seconds or 0.0)
@@ -80,6 +97,10 @@ class _TorchcodecVideo:
         batch = self.decoder.get_frames_played_in_range(start, stop)
         return batch.data.numpy(), batch.pts_seconds.numpy().astype(np.float64)
 
+    def keyframes(self) -> tuple[np.ndarray, int]:
+        # From the packet index the exact seek mode scanned at open; nothing is decoded.
+        return np.asarray(self.decoder._get_key_frame_indices(), dtype=np.int64), self.num_frames
+
     def close(self) -> None:
         self.decoder = None
 
@@ -97,21 +118,45 @@ class _PyAVVideo:
             self.container.close()
             raise VideoDecodeError("file has no video stream")
         self.stream = self.container.streams.video[0]
+        self.stream.thread_count = _FFMPEG_THREADS
         self.time_base = float(self.stream.time_base)
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(rate) if rate else 30.0
+        self._live = None  # the running decode (a suspended generator) and the last frame it gave
+        self._last: tuple[float, object] | None = None
 
     def _seek(self, t: float) -> None:
         self.container.seek(
             max(int(t / self.time_base), 0), stream=self.stream, backward=True, any_frame=False
         )
 
-    def _frames_from(self, t: float):
-        self._seek(t)
+    def _decode(self, t: float):
+        # t is half a frame before the wanted frame; the seek aims just short of the next frame, so a
+        # wanted keyframe is decoded from itself rather than from the keyframe before it.
+        self._seek(t + 0.99 / self.fps)
         for frame in self.container.decode(self.stream):
-            if frame.pts is None:
-                continue
-            yield frame.pts * self.time_base, frame
+            _PYAV_DECODED[0] += 1
+            if frame.pts is not None:
+                yield frame.pts * self.time_base, frame
+
+    def _frames_from(self, t: float):
+        """(pts, frame) from the frame shown at `t` on (`t` is half a frame before the wanted time).
+        Continues the running decode, its last frame first, when that frame is still the nearest to the
+        wanted time or before it, and less than `reseek_gap_s` behind; otherwise seeks."""
+        last, live = self._last, self._live
+        if (
+            live is not None
+            and last is not None
+            and last[0] <= t + 1.0 / self.fps <= last[0] + self.reseek_gap_s
+        ):
+            yield last
+        else:
+            live = self._live = self._decode(t)
+            self._last = None
+        for item in live:
+            self._last = item
+            yield item
+        self._live = self._last = None  # stream ended
 
     def nearest(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(timestamps, kind="stable")
@@ -170,7 +215,17 @@ class _PyAVVideo:
             return np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0)
         return np.stack(frames), np.asarray(pts, dtype=np.float64)
 
+    def keyframes(self) -> tuple[np.ndarray, int]:
+        """Presentation-order numbers of the keyframes and the frame count, from the packets alone."""
+        import av
+
+        with av.open(str(self.container.name)) as container:
+            packets = [(p.pts, p.is_keyframe) for p in container.demux(container.streams.video[0])]
+        packets = sorted((pts, key) for pts, key in packets if pts is not None)
+        return np.asarray([i for i, (_, key) in enumerate(packets) if key], dtype=np.int64), len(packets)
+
     def close(self) -> None:
+        self._live = self._last = None
         self.container.close()
 
 
@@ -185,13 +240,13 @@ class _DecoderCache:
         self.lock = threading.Lock()
         self.pid = os.getpid()
 
-    def get(self, backend: str, path: Path, context: str):
+    def get(self, backend: str, path: Path, context: str, slot: int = 0):
         with self.lock:
             if self.pid != os.getpid():
                 # Forked child: the parent's FFmpeg contexts are not ours to use (or close).
                 self.entries = OrderedDict()
                 self.pid = os.getpid()
-            key = (os.getpid(), threading.get_ident(), backend, str(path))
+            key = (os.getpid(), threading.get_ident(), backend, str(path), slot)
             video = self.entries.get(key)
             if video is not None:
                 self.entries.move_to_end(key)
@@ -205,9 +260,9 @@ class _DecoderCache:
                     old.close()  # another thread's decoder may be in use: let GC close it
         return video
 
-    def drop(self, backend: str, path: Path) -> None:
+    def drop(self, backend: str, path: Path, slot: int = 0) -> None:
         with self.lock:
-            key = (os.getpid(), threading.get_ident(), backend, str(path))
+            key = (os.getpid(), threading.get_ident(), backend, str(path), slot)
             video = self.entries.pop(key, None)
         if video is not None:
             video.close()
@@ -236,6 +291,19 @@ def set_decoder_cache_size(capacity: int) -> None:
     _CACHE.capacity = capacity
 
 
+def set_ffmpeg_threads(threads: int) -> None:
+    """FFmpeg decode threads of every decoder this process opens from now on (default 1)."""
+    global _FFMPEG_THREADS
+    if int(threads) < 1:
+        raise ValueError(f"FFmpeg thread count must be >= 1, got {threads}")
+    _FFMPEG_THREADS = int(threads)
+
+
+def pyav_decoded_frames() -> int:
+    """Frames the PyAV backend has decoded in this process so far (what seeking really costs)."""
+    return _PYAV_DECODED[0]
+
+
 def cached_decoder_count() -> int:
     """Number of decoders currently open in this process (for tests and diagnostics)."""
     return len(_CACHE.entries) if _CACHE.pid == os.getpid() else 0
@@ -253,7 +321,7 @@ def _open(backend: str, path: Path, context: str):
         ) from err
 
 
-def _with_backend(path, backend: str, context: str, fn):
+def _with_backend(path, backend: str, context: str, fn, slot: int = 0):
     """Run fn(video) with a cached decoder; 'auto' falls back to PyAV when torchcodec cannot open the file."""
     path = Path(path)
     names = [resolve_backend(backend)]
@@ -262,7 +330,7 @@ def _with_backend(path, backend: str, context: str, fn):
     open_errors = []
     for name in names:
         try:
-            video = _CACHE.get(name, path, context)
+            video = _CACHE.get(name, path, context, slot)
         except VideoOpenError as err:
             open_errors.append(err)
             continue
@@ -273,7 +341,7 @@ def _with_backend(path, backend: str, context: str, fn):
                 raise
             raise VideoDecodeError(f"{_where(path, context)} ({name}): {err}") from err
         except Exception as err:  # noqa: BLE001
-            _CACHE.drop(name, path)
+            _CACHE.drop(name, path, slot)
             raise VideoDecodeError(
                 f"decoding {_where(path, context)} with {name} failed (truncated or corrupt video?): "
                 f"{type(err).__name__}: {err}"
@@ -290,11 +358,14 @@ def decode_frames(
     backend: str = "auto",
     tolerance_s: float = DEFAULT_TOLERANCE_S,
     context: str = "",
+    slot: int = 0,
 ) -> np.ndarray:
     """Decode the frames shown at `timestamps` (seconds, in the file's time) → uint8 [T, H, W, 3].
 
     Each timestamp is matched to the nearest frame; a frame further than `tolerance_s` away
     raises `VideoDecodeError` naming the file and `context` (e.g. "episode 3, observation.images.front").
+    The frames are decoded in one pass in time order; ``slot`` picks which of the process's decoders
+    of this file reads them (each keeps its position for the next request).
     """
     path = Path(path)
     ts = np.atleast_1d(np.asarray(timestamps, dtype=np.float64))
@@ -308,7 +379,7 @@ def decode_frames(
         _check_pts(path, context, ts, pts, tolerance_s)
         return frames
 
-    return _with_backend(path, backend, context, run)
+    return _with_backend(path, backend, context, run, slot)
 
 
 def decode_segment(
@@ -340,6 +411,27 @@ def decode_segment(
         return frames
 
     return _with_backend(path, backend, context, run)
+
+
+def keyframe_indices(path: str | Path, backend: str = "auto") -> np.ndarray:
+    """Frame numbers (presentation order, from 0) of the file's keyframes, read from the container
+    index (torchcodec's scan at open, or PyAV's packets) without decoding any frame."""
+    return _with_backend(Path(path), backend, "", lambda video: video.keyframes()[0])
+
+
+def keyframe_grid(path: str | Path, start_frame: int = 0, backend: str = "auto") -> tuple[int, int]:
+    """`(spacing, first)`: how far apart the file's keyframes are, seen from a clip that starts at
+    frame ``start_frame`` of the file (a LeRobot episode).
+
+    ``spacing`` is the largest gap between consecutive keyframes (the frame count when the file has
+    one keyframe): decoding a frame never costs more than that many frames. ``first`` is the clip
+    frame, in ``[0, spacing)``, on the grid of the first keyframe plus multiples of ``spacing``: with
+    a fixed GOP, clip frames ``first + k·spacing`` are keyframes. Nothing is decoded.
+    """
+    keys, count = _with_backend(Path(path), backend, "", lambda video: video.keyframes())
+    spacing = int(np.diff(keys).max()) if len(keys) >= 2 else max(int(count), 1)
+    anchor = int(keys[0]) if len(keys) else 0
+    return spacing, (anchor - int(start_frame)) % spacing
 
 
 def video_info(path: str | Path, backend: str = "auto") -> dict:

@@ -179,6 +179,11 @@ class VLMInputBuilder:
     ±2 grey levels of the released processor's PIL bicubic (mean difference below 0.01, see
     tests/data/test_vlm_inputs.py), which keeps data loading near the decode limit. "pil" reproduces
     the reference Eagle processor bit-exactly, at the cost of ~2 ms per image.
+
+    ``pixel_transport`` "uint8" keeps ``pixel_values`` as the resized uint8 values, patchified but
+    not normalised (4x fewer bytes from DataLoader workers and to the GPU); the trainer finishes them
+    on the device to the float32 ``(u8 − 127.5) / 127.5`` of the default "float32", bit for bit
+    (`gr00t.train.loader.finish_pixel_values`). A transport choice of the training loader, never saved.
     """
 
     tokenizer: PreTrainedTokenizerBase
@@ -191,6 +196,7 @@ class VLMInputBuilder:
     image_token_id: int | None = None
     formalize_language: bool = True
     resize_backend: str | None = None
+    pixel_transport: str = "float32"
     _prompt_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -222,6 +228,8 @@ class VLMInputBuilder:
             self.resize_backend = "torch"
         if self.resize_backend not in RESIZE_BACKENDS:
             raise ValueError(f"resize_backend={self.resize_backend!r}: expected one of {RESIZE_BACKENDS}")
+        if self.pixel_transport not in ("float32", "uint8"):
+            raise ValueError(f"pixel_transport={self.pixel_transport!r}: expected 'float32' or 'uint8'")
         if self.tokenizer.pad_token_id is None:
             raise ValueError("tokenizer has no pad_token; batches are left padded and need one")
 
@@ -336,11 +344,15 @@ class VLMInputBuilder:
             raise ValueError(f"instruction {instruction!r}: {exc}") from None
         out: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         if self.backbone_type == "eagle":
-            out.update(_siglip2_inputs(arrays, sizes, grids, self.patch_size, self.resize_backend))
+            normalize = self.pixel_transport == "float32"
+            out.update(_siglip2_inputs(arrays, sizes, grids, self.patch_size, self.resize_backend, normalize))
             return out
         pixels = []
         for image, size in zip(arrays, sizes):
-            chw = resize_image(image, size, self.resize_backend).sub_(127.5).div_(127.5)  # fresh tensor
+            if self.pixel_transport == "uint8":  # resized values are whole numbers: nothing is lost
+                chw = resize_image(image, size, self.resize_backend).to(torch.uint8)
+            else:
+                chw = resize_image(image, size, self.resize_backend).sub_(127.5).div_(127.5)  # fresh tensor
             pixels.append(patchify_qwen3_vl(chw, self.patch_size, self.merge_size, self.temporal_patch_size))
         out["pixel_values"] = (
             torch.cat(pixels) if pixels else torch.zeros(0, 3 * self.temporal_patch_size * self.patch_size**2)
@@ -382,10 +394,11 @@ def _siglip2_inputs(
     grids: list[tuple[int, int]],
     patch: int,
     backend: str = "pil",
+    normalize: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Eagle pixels in one pass per image: bicubic resize (PIL unless ``backend="torch"``),
     patchify on uint8 straight into the float output (row, col, channel; channel fastest),
-    normalise in place; zero padding after.
+    normalise in place; zero padding after. ``normalize=False`` returns the uint8 patches.
 
     Equal to `resize_image(·, backend)` → `normalize_pixels` → `patchify_siglip2` → padding.
     """
@@ -393,7 +406,8 @@ def _siglip2_inputs(
     counts = [gh * gw for gh, gw in grids]
     p_max = max(counts, default=0)
     uniform = all(n == p_max for n in counts)
-    values = (torch.empty if uniform else torch.zeros)(len(images), p_max, dim)
+    dtype = torch.float32 if normalize else torch.uint8
+    values = (torch.empty if uniform else torch.zeros)(len(images), p_max, dim, dtype=dtype)
     mask = torch.zeros(len(images), p_max, dtype=torch.bool)
     out = values.numpy()  # shares memory with `values`
     for i, (image, size, (gh, gw)) in enumerate(zip(images, sizes, grids)):
@@ -401,7 +415,9 @@ def _siglip2_inputs(
         src = u8.reshape(gh, patch, gw, patch, 3).transpose(0, 2, 1, 3, 4)
         np.copyto(out[i, : gh * gw].reshape(gh, gw, patch, patch, 3), src, casting="unsafe")
         mask[i, : gh * gw] = True
-    if uniform:
+    if not normalize:
+        pass
+    elif uniform:
         values.sub_(127.5).div_(127.5)
     else:
         for i, n in enumerate(counts):
@@ -444,16 +460,20 @@ def collate_vlm_inputs(
         n = sum(s["pixel_values"].shape[0] for s in samples)
         p_max = max(s["pixel_values"].shape[1] for s in samples)
         dim = samples[0]["pixel_values"].shape[2]
-        values = torch.zeros(n, p_max, dim, dtype=samples[0]["pixel_values"].dtype)
-        mask = torch.zeros(n, p_max, dtype=torch.bool)
-        row = 0
-        for s in samples:
-            k, p = s["pixel_values"].shape[:2]
-            values[row : row + k, :p] = s["pixel_values"]
-            mask[row : row + k, :p] = s["pixel_attention_mask"]
-            row += k
-        batch["pixel_values"] = values
-        batch["pixel_attention_mask"] = mask
+        if all(s["pixel_values"].shape[1] == p_max for s in samples):  # no padding: one copy, no zeroing
+            batch["pixel_values"] = torch.cat([s["pixel_values"] for s in samples])
+            batch["pixel_attention_mask"] = torch.cat([s["pixel_attention_mask"] for s in samples])
+        else:
+            values = torch.zeros(n, p_max, dim, dtype=samples[0]["pixel_values"].dtype)
+            mask = torch.zeros(n, p_max, dtype=torch.bool)
+            row = 0
+            for s in samples:
+                k, p = s["pixel_values"].shape[:2]
+                values[row : row + k, :p] = s["pixel_values"]
+                mask[row : row + k, :p] = s["pixel_attention_mask"]
+                row += k
+            batch["pixel_values"] = values
+            batch["pixel_attention_mask"] = mask
         batch["spatial_shapes"] = torch.cat([s["spatial_shapes"] for s in samples])
     elif "image_grid_thw" in keys:
         batch["pixel_values"] = torch.cat([s["pixel_values"] for s in samples])

@@ -426,22 +426,16 @@ def build_and_train(cfg: DictConfig) -> int:
     datasets = build_datasets(mixture, embodiments)
     dataset = build_training_dataset(datasets, processor, seed=settings.seed)
     from gr00t.data.collator import Gr00tCollator
-    from gr00t.data.sampler import MixtureSampler
+    from gr00t.train.loader import make_sampler
 
     collator = Gr00tCollator(pad_token_id=processor.tokenizer.pad_token_id)
     global_batch = settings.per_device_batch_size * info.world_size * settings.gradient_accumulation_steps
     weights = [e.weight for e in mixture.entries] if len(mixture.entries) > 1 else None
     sizes = dataset.sizes
 
-    def sampler_factory(rank: int, world_size: int) -> MixtureSampler:
-        return MixtureSampler(
-            sizes,
-            weights=weights,
-            seed=settings.seed,
-            rank=rank,
-            world_size=world_size,
-            round_to=settings.per_device_batch_size * world_size,
-        )
+    def sampler_factory(rank: int, world_size: int) -> Any:
+        # trainer.dataloader_sampling: the decode-aware WindowSampler (default) or a MixtureSampler
+        return make_sampler(dataset, settings, rank, world_size, weights=weights)
 
     effective = {
         "recipe": cfg.get("recipe"),

@@ -53,6 +53,11 @@ class TrainingSettings:
     dataloader_num_workers: int = 2
     dataloader_prefetch_factor: int | None = None
     dataloader_pin_memory: bool = True
+    dataloader_worker_threads: int = 1  # torch and FFmpeg threads in each DataLoader worker
+    # windows: decode-aware order (gr00t.data.window_sampler) | random: one seek per sample (MixtureSampler)
+    dataloader_sampling: str = "windows"
+    dataloader_lanes: int = 16  # windows: episode chunks each worker reads at once (mixed in every batch)
+    dataloader_window: int = 8  # windows: consecutive steps a lane reads per block
     # logging
     logging_steps: int = 10
     wandb_mode: str | None = None  # None: $WANDB_MODE or "offline"; "disabled" turns wandb off
@@ -92,6 +97,9 @@ class TrainingSettings:
             "gradient_accumulation_steps",
             "save_steps",
             "logging_steps",
+            "dataloader_worker_threads",
+            "dataloader_lanes",
+            "dataloader_window",
         )
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -103,6 +111,10 @@ class TrainingSettings:
         if self.max_grad_norm < 0:
             raise ValueError(
                 f"trainer.max_grad_norm={self.max_grad_norm}: expected >= 0 (0 disables clipping)"
+            )
+        if self.dataloader_sampling not in ("windows", "random"):
+            raise ValueError(
+                f"trainer.dataloader_sampling={self.dataloader_sampling!r}: expected 'windows' or 'random'"
             )
         if self.dataloader_num_workers < 0:
             raise ValueError(f"trainer.dataloader_num_workers={self.dataloader_num_workers}: expected >= 0")

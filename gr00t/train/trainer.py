@@ -11,8 +11,8 @@ Public API (stable; ``gr00t/train/build.py`` calls it)::
         settings,                  # TrainingSettings (or a plain dict: TrainingSettings.from_dict)
         run_dir,                   # run directory; checkpoints go to <run_dir>/checkpoint-<step>/
         processor=None,            # object with save_pretrained(dir); saved into each checkpoint folder
-        sampler=None,              # MixtureSampler for THIS rank, or factory(rank, world_size) -> sampler;
-                                   #   None: MixtureSampler over len(train_dataset), seed=settings.seed
+        sampler=None,              # WindowSampler / MixtureSampler for THIS rank, or factory(rank, world_size);
+                                   #   None: loader.make_sampler (settings.dataloader_sampling, seed=settings.seed)
         statistics=None,           # dict -> checkpoint/statistics.json
         embodiment_map=None,       # {tag: projector index} -> checkpoint/embodiment_map.json
         experiment_config=None,    # resolved Hydra config (dict or YAML text) -> experiment_config.yaml
@@ -80,7 +80,13 @@ from gr00t.train.arguments import (
 from gr00t.train.artifacts import write_artifacts
 from gr00t.train.distributed import barrier, broadcast, launcher_world_size
 from gr00t.train.grad_checkpointing import enable_gradient_checkpointing
-from gr00t.train.loader import EndlessSampler, batch_size_of, build_train_dataloader, resolve_sampler
+from gr00t.train.loader import (
+    EndlessSampler,
+    batch_size_of,
+    build_train_dataloader,
+    finish_pixel_values,
+    resolve_sampler,
+)
 from gr00t.train.logging_callbacks import (
     LossCurveCallback,
     MetricsFileCallback,
@@ -180,6 +186,10 @@ class Gr00tTrainer(Trainer):
         return build_train_dataloader(
             self.train_dataset, self.sampler, self.data_collator, self.settings, self.args.process_index
         )
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        # uint8 pixel transport: normalised here, after the move to the device (4x fewer bytes moved).
+        return finish_pixel_values(super()._prepare_inputs(inputs))
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         start = time.perf_counter()
@@ -343,7 +353,7 @@ def run_training(
                 ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()),
             )
 
-    sampler = resolve_sampler(sampler, train_dataset, settings.seed, rank, world_size)
+    sampler = resolve_sampler(sampler, train_dataset, settings, rank, world_size)
     handler = PreemptionHandler(settings.preemption_signals)
     stop_on_preemption = StopOnPreemption(handler)
     all_callbacks: list[TrainerCallback] = [
