@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -189,7 +191,9 @@ class Pipeline:
         self.collator = Gr00tCollator(pad_token_id=self.processor.tokenizer.pad_token_id)
         self.position = 0  # global draws already read: every run reads fresh samples
 
-    def loader(self, workers: int, sampling: str = "windows", processed: bool = True):
+    def loader(
+        self, workers: int, sampling: str = "windows", processed: bool = True, position: int | None = None
+    ):
         settings = TrainingSettings(
             per_device_batch_size=self.batch,
             dataloader_num_workers=workers,
@@ -199,7 +203,12 @@ class Pipeline:
         )
         data = MixtureDataset([self.dataset], transform=self.processor if processed else None)
         sampler = make_sampler(data, settings, rank=0, world_size=1)
-        sampler.consumed = self.position
+        if sampling == "windows":
+            sampler.consumed = position if position is not None else self.position
+        else:
+            sampler.load_state_dict(
+                sampler.state_dict(consumed=position if position is not None else self.position)
+            )
         collate = self.collator if processed else list
         return build_train_dataloader(data, sampler, collate, settings, 0)
 
@@ -221,24 +230,25 @@ class Pipeline:
 
     def decode_limit(self, episodes: list[int]) -> tuple[float, int]:
         """(seconds, samples): decoding the needed frames of every sample of ``episodes``, grouped per
-        episode and camera, sorted, one pass each, with fresh decoders."""
+        episode and camera, sorted, in one forward pass each (opening the files is not timed)."""
         ds = self.dataset
         clear_decoder_cache()
-        t0 = time.perf_counter()
-        samples = 0
+        seconds, samples = 0.0, 0
+        deltas = np.asarray(EMBODIMENT["video"]["delta_indices"])
         for pos in episodes:
             ep, length = ds.episode_indices[pos], ds.episode_lengths[pos]
             steps = np.arange(ds.first_valid_step(), ds.first_valid_step() + ds.num_valid_steps(length))
-            rows = np.unique(
-                np.clip(steps[:, None] + np.asarray(EMBODIMENT["video"]["delta_indices"]), 0, length - 1)
-            )
-            for view in VIEWS:  # one forward pass per camera, handed out 16 frames at a time
+            rows = np.unique(np.clip(steps[:, None] + deltas, 0, length - 1))
+            for view in VIEWS:  # handed out 16 frames at a time by one decoder moving forward
                 key = f"observation.images.{view}"
                 path, ts = ds.reader.video_location(ep, key)[0], ds.reader.frame_timestamps(ep, rows, key)
-                for k in range(0, len(ts), 16):
+                decode_frames(path, ts[:1])
+                t0 = time.perf_counter()
+                for k in range(1, len(ts), 16):
                     decode_frames(path, ts[k : k + 16])
-            samples += len(steps)
-        return time.perf_counter() - t0, samples
+                seconds += time.perf_counter() - t0
+            samples += len(steps) - 1
+        return seconds, samples
 
 
 def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -> dict[str, float]:
@@ -321,22 +331,41 @@ def _memory(pid: int) -> tuple[float, float]:
 
 
 def first_batch_and_memory(pipe: Pipeline, workers: int, batches: int) -> dict[str, float]:
-    """Time to the first batch of a fresh 2-worker loader, then per-worker memory after ``batches``."""
+    """Time to the first batch of a fresh training loader (from the start of the data), then the
+    workers' memory after ``batches`` more batches."""
     t0 = time.perf_counter()
-    it = iter(pipe.loader(workers))
+    it = iter(pipe.loader(workers, position=0))
     next(it)
     first = time.perf_counter() - t0
     for _ in range(batches):
         next(it)
-    pids = [w.pid for w in it._workers]  # noqa: SLF001 - the workers' own memory
-    mem = [_memory(pid) for pid in pids]
+    mem = [_memory(w.pid) for w in it._workers]  # noqa: SLF001 - the workers' own memory
     del it
     return {
         "first_batch_s": first,
         "worker_peak_rss_mb": max(m[0] for m in mem),
         "worker_private_mb": max(m[1] for m in mem),
-        "main_rss_mb": _memory(os.getpid())[0],
     }
+
+
+def _single_process(root: str, batch: int, batches: int, queue) -> None:
+    torch.set_num_threads(1)
+    it = iter(Pipeline(Path(root), batch).loader(0))
+    for _ in range(batches):
+        next(it)
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def single_process_peak_rss(root: Path, batch: int, batches: int) -> float:
+    """Peak RSS (MB) of a fresh process (spawned, like a worker started by ``spawn``) that imports
+    everything and reads ``batches`` batches through the default loader in-process."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_single_process, args=(str(root), batch, batches, queue))
+    proc.start()
+    value = queue.get(timeout=900)
+    proc.join()
+    return value
 
 
 # ---------------------------------------------------------------------------- report
@@ -397,21 +426,19 @@ def main() -> None:
                 f"[{codec}] {name:14s}: {r['distinct']:.1f} distinct episodes per batch of 64, "
                 f"{100 * r['same_neighbour']:.1f}% of neighbours from one episode"
             )
-        lengths = [300] if args.quick else [300, 3000]
         mem = {}
-        for length in lengths:
-            target = (
-                pipe
-                if length == 300
-                else Pipeline(
-                    write_bench_dataset(args.workdir / f"{codec}_2x{length}", codec, [length] * 2), args.batch
-                )
-            )
-            mem[length] = first_batch_and_memory(target, 2, batches)
-            m = mem[length]
+        for length in [300] if args.quick else [300, 3000]:
+            target = pipe
+            if length != 300:
+                long_root = write_bench_dataset(args.workdir / f"{codec}_2x{length}", codec, [length] * 2)
+                target = Pipeline(long_root, args.batch)
+            mem[length] = m = first_batch_and_memory(target, 2, batches)
+            m["process_peak_rss_mb"] = single_process_peak_rss(target.root, args.batch, batches)
             print(
-                f"[{codec}] {length}-frame episodes, 2 workers: first batch {m['first_batch_s']:.2f}s, per worker peak RSS "
-                f"{m['worker_peak_rss_mb']:.0f} MB (private {m['worker_private_mb']:.0f} MB; main process {m['main_rss_mb']:.0f} MB)"
+                f"[{codec}] {length}-frame episodes: first batch {m['first_batch_s']:.2f}s with 2 workers; "
+                f"one loader process (fresh interpreter) peaks at {m['process_peak_rss_mb']:.0f} MB RSS; "
+                f"forked workers: peak RSS {m['worker_peak_rss_mb']:.0f} MB incl. pages shared with the "
+                f"parent, {m['worker_private_mb']:.0f} MB private"
             )
         rows.append((codec, rates, rnd, mem))
     print("\nload average at the end:", " ".join(open("/proc/loadavg").read().split()[:3]))

@@ -37,6 +37,7 @@ tickets, so over any stretch of training up to the chunks a lane is in the middl
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,8 @@ class WindowSampler:
         self.num_workers = 0
         self.consumed = 0  # global draws consumed by the trainer since the start of training
         self._resumed_layout: dict[str, Any] | None = None
+        digest = hashlib.blake2b(self._table.tobytes(), digest_size=8).digest()
+        self._chunks_digest = int.from_bytes(digest, "little")  # identifies the chunking in the state
 
     # ---- tickets ----------------------------------------------------------------------------------
     def ticket_pieces(self, tickets: np.ndarray) -> np.ndarray:
@@ -228,7 +231,7 @@ class WindowSampler:
             "batch_size": self.batch_size,
             "lanes": self.lanes,
             "window": self.window,
-            "chunks": hash64(self._table.tobytes().hex()),
+            "chunks": self._chunks_digest,
         }
 
     def stream_skip(self, worker: int, num_workers: int) -> int:
