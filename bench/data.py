@@ -218,14 +218,16 @@ class Pipeline:
         except what the workers' queues hold in steady state anyway)."""
         loader = self.loader(workers, sampling, processed)
         it = iter(loader)
-        for _ in range(max(1, workers)):
+        for _ in range(2 * max(1, workers)):  # each worker's first block (resuming mid-chunk seeks)
             next(it)
         t0 = time.perf_counter()
         for _ in range(batches):
             next(it)
         elapsed = time.perf_counter() - t0
         del it
-        self.position += (batches + 1 + 2 * max(workers, 1)) * self.batch  # prefetched batches included
+        # the next run starts after what this one read or prefetched, on a block boundary of every stream
+        self.position += (batches + 4 * max(workers, 1)) * self.batch
+        self.position = -(-self.position // (8 * self.batch)) * 8 * self.batch
         return elapsed
 
     def decode_limit(self, episodes: list[int]) -> tuple[float, int]:

@@ -36,7 +36,7 @@ from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.sampler import sample_rng
 
 EPISODE_CACHE_BYTES = 64 * 2**20  # numeric columns of recently used episodes, per process
-MIN_CHUNK_STEPS = 16  # shortest run of steps `chunks` cuts (rounded up to the keyframe spacing)
+MIN_CHUNK_STEPS = 64  # shortest run of steps `chunks` cuts (rounded up to the keyframe spacing)
 
 
 @dataclass

@@ -461,7 +461,12 @@ def collate_vlm_inputs(
         p_max = max(s["pixel_values"].shape[1] for s in samples)
         dim = samples[0]["pixel_values"].shape[2]
         if all(s["pixel_values"].shape[1] == p_max for s in samples):  # no padding: one copy, no zeroing
-            batch["pixel_values"] = torch.cat([s["pixel_values"] for s in samples])
+            rows = [s["pixel_values"] for s in samples]
+            out = None
+            if torch.utils.data.get_worker_info() is not None:  # a DataLoader worker: straight into shared
+                storage = rows[0]._typed_storage()._new_shared(n * p_max * dim, device=rows[0].device)
+                out = rows[0].new(storage).resize_(n, p_max, dim)  # memory, saving the copy on sending
+            batch["pixel_values"] = torch.cat(rows, out=out)
             batch["pixel_attention_mask"] = torch.cat([s["pixel_attention_mask"] for s in samples])
         else:
             values = torch.zeros(n, p_max, dim, dtype=samples[0]["pixel_values"].dtype)

@@ -46,7 +46,7 @@ class WindowStream(IterableDataset):
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         plan = self.sampler
         cameras = max((len(d.embodiment.video.keys) for d in self.dataset.datasets), default=1)
-        set_decoder_cache_size(max(DEFAULT_CACHE_SIZE, 2 * plan.lanes * max(cameras, 1)))
+        set_decoder_cache_size(max(DEFAULT_CACHE_SIZE, (plan.lanes + 2) * max(cameras, 1)))
         skip = plan.stream_skip(worker, workers)
         stream = plan.rank + plan.world_size * worker
         slots = _Slots(plan.lanes)

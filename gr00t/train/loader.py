@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gr00t.train.settings import TrainingSettings
+if TYPE_CHECKING:  # a spawned worker imports this module for worker_init: keep it light
+    from gr00t.train.settings import TrainingSettings
 
 
 def finish_pixel_values(batch: Any) -> Any:

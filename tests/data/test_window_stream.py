@@ -141,7 +141,7 @@ def test_keyframe_spacing_decides_the_chunks(gop_dataset) -> None:
     chunks = ds.chunks()
     assert chunks[:, 2].sum() == len(ds)
     starts = sorted({int(s) for s in chunks[chunks[:, 0] == 0, 1]})
-    assert starts == (list(range(0, 285, 16)) if gop == 2 else [0, 250])
+    assert starts == (list(range(0, 285, 64)) if gop == 2 else [0, 250])
 
 
 def test_long_gops_never_decode_from_a_keyframe_per_sample(gop_dataset) -> None:
