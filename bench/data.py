@@ -163,7 +163,7 @@ def embodiment():
     return EmbodimentConfig.from_dict(EMBODIMENT, source="bench/data.py")
 
 
-def make_processor(root: Path):
+def make_processor(root: Path, resize_backend: str = "torch"):
     from gr00t.data.processor import Gr00tProcessor
     from gr00t.data.stats import load_stats
     from gr00t.data.tokenizer import build_tiny_tokenizer
@@ -176,7 +176,7 @@ def make_processor(root: Path):
         [(embodiment(), stats, rel)],
         build_tiny_tokenizer(),
         training=True,
-        vlm_overrides={"pixel_transport": "uint8"},  # as the training recipes do
+        vlm_overrides={"pixel_transport": "uint8", "resize_backend": resize_backend},  # as the recipes do
     )
 
 
@@ -188,11 +188,17 @@ class Pipeline:
         self.root, self.batch = root, batch
         self.dataset = Gr00tDataset(root, embodiment())
         self.processor = make_processor(root)
+        self.pil_processor = make_processor(root, "pil")  # vlm.resize_backend=pil: the bit-exact Eagle resize
         self.collator = Gr00tCollator(pad_token_id=self.processor.tokenizer.pad_token_id)
         self.position = 0  # global draws already read: every run reads fresh samples
 
     def loader(
-        self, workers: int, sampling: str = "windows", processed: bool = True, position: int | None = None
+        self,
+        workers: int,
+        sampling: str = "windows",
+        processed: bool = True,
+        position: int | None = None,
+        resize: str = "torch",
     ):
         settings = TrainingSettings(
             per_device_batch_size=self.batch,
@@ -201,7 +207,8 @@ class Pipeline:
             dataloader_pin_memory=False,
             seed=0,
         )
-        data = MixtureDataset([self.dataset], transform=self.processor if processed else None)
+        processor = self.processor if resize == "torch" else self.pil_processor
+        data = MixtureDataset([self.dataset], transform=processor if processed else None)
         sampler = make_sampler(data, settings, rank=0, world_size=1)
         if sampling == "windows":
             sampler.consumed = position if position is not None else self.position
@@ -212,11 +219,18 @@ class Pipeline:
         collate = self.collator if processed else list
         return build_train_dataloader(data, sampler, collate, settings, 0)
 
-    def rate(self, batches: int, workers: int, sampling: str = "windows", processed: bool = True) -> float:
+    def rate(
+        self,
+        batches: int,
+        workers: int,
+        sampling: str = "windows",
+        processed: bool = True,
+        resize: str = "torch",
+    ) -> float:
         """Seconds for ``batches`` batches in steady state: timing starts once every worker delivered
         its first batch (start-up is not counted, and nothing delivered was made before the clock ran
         except what the workers' queues hold in steady state anyway)."""
-        loader = self.loader(workers, sampling, processed)
+        loader = self.loader(workers, sampling, processed, resize=resize)
         it = iter(loader)
         for _ in range(2 * max(1, workers)):  # each worker's first block (resuming mid-chunk seeks)
             next(it)
@@ -258,14 +272,14 @@ def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -
     n_eps = len(pipe.dataset.episode_indices)
     jobs = {
         "decode limit": None,
-        "raw frames (windows)": ("windows", False, 0),
-        "raw frames (random access)": ("random", False, 0),
+        "raw frames (windows)": ("windows", False, 0, "torch"),
+        "raw frames (random access)": ("random", False, 0, "torch"),
     }
     for w in workers:
-        jobs[
-            f"training loader, {w} worker{'s' if w != 1 else ''}" if w else "training loader, in-process"
-        ] = ("windows", True, w)
-    jobs["random access, in-process"] = ("random", True, 0)
+        name = f"training loader, {w} worker{'s' if w != 1 else ''}" if w else "training loader, in-process"
+        jobs[name] = ("windows", True, w, "torch")
+    jobs["training loader, in-process, PIL resize"] = ("windows", True, 0, "pil")
+    jobs["random access, in-process"] = ("random", True, 0, "torch")
     seconds = dict.fromkeys(jobs, 0.0)
     samples = dict.fromkeys(jobs, 0)
     names = list(jobs)
@@ -278,9 +292,9 @@ def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -
                 seconds[name] += dt
                 samples[name] += k
             else:
-                sampling, processed, w = job
+                sampling, processed, w, resize = job
                 steps = batches if sampling == "windows" or not processed else max(1, batches // 4)
-                seconds[name] += pipe.rate(steps, w, sampling, processed)
+                seconds[name] += pipe.rate(steps, w, sampling, processed, resize)
                 samples[name] += steps * pipe.batch
     return {name: samples[name] / seconds[name] for name in names}
 
