@@ -1,40 +1,50 @@
-"""`gr00t-demo-data <dir>`: write the deterministic demo dataset (LeRobot v3.0 or v2.1, real mp4)."""
+"""`gr00t-demo-data <dir> [version=v3.0|v2.1] [episodes=6] [key=value ...]`: write the deterministic demo
+dataset (LeRobot v3.0 or v2.1, real mp4) for the `new_embodiment` demo robot: cameras front/wrist,
+state/action = arm(6) + gripper(1), fps 15, with meta/modality.json.
+The old spellings (`--version v2.1`, `--episodes 3`, `--overwrite`) still work.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from gr00t.data.demo import SUPPORTED_VERSIONS
+from omegaconf import MISSING
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gr00t-demo-data",
-        description="Write a small deterministic LeRobot dataset for the 'new_embodiment' demo robot "
-        "(cameras front/wrist, state/action = arm(6) + gripper(1), fps 15) with meta/modality.json.",
-    )
-    parser.add_argument("output", help="dataset folder to create (must not exist or be empty)")
-    parser.add_argument(
-        "--version", default="v3.0", choices=SUPPORTED_VERSIONS, help="LeRobot layout (default v3.0)"
-    )
-    parser.add_argument("--episodes", type=int, default=6, help="number of episodes (default 6)")
-    parser.add_argument("--length", type=int, default=60, help="frames per episode (default 60)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--codec", default="h264", help="h264, av1, or an encoder name such as libsvtav1")
-    parser.add_argument("--height", type=int, default=96)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument(
-        "--episodes-per-file", type=int, default=None, help="v3.0: episodes per data/video file"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
-    return parser
+from gr00t.cli.common import UsageError, run_main
+from gr00t.cli.keyvalue import setting
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from gr00t.data.demo import write_demo_dataset
+@dataclass
+class DemoDataArgs:
+    output: str = setting(MISSING, "dataset folder to create (must not exist or be empty)")
+    version: str = setting("v3.0", "LeRobot layout: v3.0 or v2.1")
+    episodes: int = setting(6, "number of episodes")
+    length: int = setting(60, "frames per episode")
+    seed: int = setting(0, "random seed of the trajectories and images")
+    codec: str = setting("h264", "h264, av1, or an encoder name such as libsvtav1")
+    height: int = setting(96, "frame height")
+    width: int = setting(128, "frame width")
+    episodes_per_file: int | None = setting(None, "v3.0: episodes per data/video file")
+    overwrite: bool = setting(False, "replace an existing dataset folder")
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gr00t-demo-data` console script."""
+    return run_main("gr00t-demo-data", _demo_data, argv)
+
+
+def _demo_data(argv: list[str]) -> int:
+    from gr00t.cli.keyvalue import parse_settings
+
+    args = parse_settings(DemoDataArgs, argv, "gr00t-demo-data", __doc__ or "", positional=("output",))
+    if args is None:
+        return 0
+    from gr00t.data.demo import SUPPORTED_VERSIONS, write_demo_dataset
+
+    if args.version not in SUPPORTED_VERSIONS:
+        raise UsageError(f"version={args.version!r}: expected one of {list(SUPPORTED_VERSIONS)}")
     try:
         path = write_demo_dataset(
             args.output,
@@ -49,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
         )
     except (ValueError, FileExistsError) as err:
-        print(f"gr00t-demo-data: error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from err
     print(f"wrote {args.version} demo dataset: {args.episodes} episodes x {args.length} frames -> {path}")
     return 0
 

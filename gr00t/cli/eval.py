@@ -9,56 +9,38 @@ querying every `action_horizon` steps, and reports un-normalised MSE/MAE per act
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gr00t.cli.serve import parse_overrides, register_help, resolve_device
+from omegaconf import MISSING
+
+from gr00t.cli.common import UsageError, run_main
+from gr00t.cli.keyvalue import setting
 
 
-@dataclasses.dataclass
+@dataclass
 class EvalArgs:
-    data: str = "???"
-    embodiment: str = "???"
-    checkpoint: str | None = None
-    server: str | None = None
-    api_token: str | None = None
-    episodes: Any = None
-    max_episodes: int | None = None
-    max_steps: int | None = None
-    action_horizon: int | None = None
-    output_dir: str | None = None
-    device: str = "auto"
-    seed: int | None = 0
-    plots: bool = True
-    timeout_ms: int = 60000
-    log_level: str = "INFO"
-
-
-register_help(
-    EvalArgs,
-    {
-        "data": "LeRobot dataset directory (v2.x or v3.0, with meta/modality.json and statistics)",
-        "embodiment": "embodiment name or tag of the dataset",
-        "checkpoint": "checkpoint directory to load locally (required unless server= is given)",
-        "server": "host:port of a running gr00t-serve to query instead of loading the checkpoint",
-        "api_token": "token for the server; falls back to $GR00T_API_TOKEN",
-        "episodes": "episode indices to evaluate, e.g. [0,3]",
-        "max_episodes": "evaluate at most this many episodes (after `episodes`)",
-        "max_steps": "evaluate at most this many steps per episode",
-        "action_horizon": "steps executed per query; null = the embodiment chunk length",
-        "output_dir": "where metrics.json and plots go; null = outputs/open_loop/<checkpoint name>",
-        "device": "torch device for a local policy: auto, cpu, cuda, ...",
-        "seed": "noise seed of the first query (query i uses seed + i); null for random",
-        "plots": "write one PNG per episode",
-        "timeout_ms": "per-request timeout when querying a server",
-        "log_level": "python logging level",
-    },
-)
+    data: str = setting(MISSING, "LeRobot dataset folder or Hub dataset id (with meta/modality.json)")
+    embodiment: str = setting(MISSING, "embodiment of the dataset: name, tag or robot YAML file")
+    checkpoint: str | None = setting(None, "checkpoint (or run) folder to load locally; or give server=")
+    server: str | None = setting(None, "host:port of a running gr00t-serve to query instead")
+    api_token: str | None = setting(None, "token for the server; falls back to $GR00T_API_TOKEN")
+    episodes: Any = setting(None, "episode indices to evaluate, e.g. [0,3]")
+    max_episodes: int | None = setting(None, "evaluate at most this many episodes (after `episodes`)")
+    max_steps: int | None = setting(None, "evaluate at most this many steps per episode")
+    action_horizon: int | None = setting(None, "steps executed per query; null = the embodiment chunk")
+    output_dir: str | None = setting(None, "metrics.json and plots; null = outputs/open_loop/<name>")
+    device: str = setting("auto", "torch device for a local policy: auto, cpu, cuda, ...")
+    seed: int | None = setting(0, "noise seed of the first query (query i uses seed + i); null: random")
+    plots: bool = setting(True, "write one PNG per episode")
+    timeout_ms: int = setting(60000, "per-request timeout when querying a server")
+    log_level: str = setting("INFO", "python logging level")
+    config_dir: str | None = setting(None, "a folder of your own configs, added to the shipped ones")
 
 
 def _episode_list(value: Any) -> list[int] | None:
@@ -68,37 +50,23 @@ def _episode_list(value: Any) -> list[int] | None:
         return [value]
     if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return value
-    raise SystemExit(f"gr00t-eval: episodes={value!r}: expected an integer or a list like [0,2]")
+    raise UsageError(f"episodes={value!r}: expected an integer or a list like [0,2]")
 
 
 def _parse_server(server: str) -> tuple[str, int]:
     host, sep, port = server.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise SystemExit(f"gr00t-eval: server={server!r}: expected host:port, e.g. 127.0.0.1:5555")
+        raise UsageError(f"server={server!r}: expected host:port, e.g. 127.0.0.1:5555")
     return host, int(port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_overrides(EvalArgs, sys.argv[1:] if argv is None else argv, "gr00t-eval", __doc__ or "")
-    if args is None:
-        return 0
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if args.checkpoint is None and args.server is None:
-        raise SystemExit("gr00t-eval: give checkpoint=<dir> (local policy) or server=host:port")
-    episodes = _episode_list(args.episodes)
+    """Entry point of the `gr00t-eval` console script."""
+    return run_main("gr00t-eval", _eval, argv)
 
-    from gr00t.data.dataset import Gr00tDataset
-    from gr00t.eval.open_loop import as_action_fn, run_open_loop, write_report
 
-    dataset = Gr00tDataset(args.data, args.embodiment)
-    if episodes is None:
-        episodes = list(dataset.episode_indices)
-    if args.max_episodes is not None:
-        episodes = episodes[: args.max_episodes]
-
-    closer = None
+def _load_policy(args: EvalArgs, checkpoint: Path | None, tag: str | None) -> tuple[Any, Any, str]:
+    """(policy, closer, output name) for a server or a local checkpoint."""
     if args.server is not None:
         from gr00t.policy.client import PolicyClient
 
@@ -106,18 +74,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         token = args.api_token if args.api_token is not None else os.environ.get("GR00T_API_TOKEN") or None
         client = PolicyClient(host=host, port=port, timeout_ms=args.timeout_ms, api_token=token)
         if not client.ping():
-            raise SystemExit(f"gr00t-eval: no policy server answers at {args.server}")
-        policy: Any = client
-        closer = client.close
-        name = f"server_{host}_{port}"
-    else:
-        from gr00t.policy.policy import Gr00tPolicy
+            raise UsageError(f"server={args.server!r}: no policy server answers")
+        return client, client.close, f"server_{host}_{port}"
+    from gr00t.cli.serve import resolve_device
+    from gr00t.policy.policy import Gr00tPolicy
 
-        policy = Gr00tPolicy.from_checkpoint(
-            args.checkpoint, args.embodiment, device=resolve_device(args.device)
-        )
-        name = Path(args.checkpoint).resolve().name  # type: ignore[arg-type]
+    assert checkpoint is not None and tag is not None
 
+    policy = Gr00tPolicy.from_checkpoint(checkpoint, tag, device=resolve_device(args.device))
+    return policy, None, checkpoint.resolve().name
+
+
+def _eval(argv: list[str]) -> int:
+    from gr00t.cli import checks
+    from gr00t.cli.keyvalue import parse_settings
+
+    args = parse_settings(EvalArgs, argv, "gr00t-eval", __doc__ or "")
+    if args is None:
+        return 0
+    if args.checkpoint is None and args.server is None:
+        raise UsageError("give checkpoint=<dir> (local policy) or server=host:port")
+    episodes = _episode_list(args.episodes)
+    from gr00t.data.embodiment import load_embodiment
+
+    embodiment = load_embodiment(args.embodiment)
+    data = checks.dataset("data", args.data, embodiment)
+    checkpoint = tag = None
+    if args.server is None:
+        checkpoint = checks.checkpoint("checkpoint", str(args.checkpoint), "gr00t-eval")
+        tag = checks.checkpoint_embodiment(checkpoint, args.embodiment)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from gr00t.data.dataset import Gr00tDataset
+    from gr00t.eval.open_loop import as_action_fn, run_open_loop, write_report
+
+    dataset = Gr00tDataset(data, embodiment)
+    if episodes is None:
+        episodes = list(dataset.episode_indices)
+    if args.max_episodes is not None:
+        episodes = episodes[: args.max_episodes]
+
+    policy, closer, name = _load_policy(args, checkpoint, tag)
     out_dir = Path(args.output_dir) if args.output_dir else Path("outputs") / "open_loop" / name
     try:
         report = run_open_loop(

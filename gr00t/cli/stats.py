@@ -1,33 +1,38 @@
-"""`gr00t-stats <dataset> --embodiment <name>`: write meta/stats.json and meta/relative_stats.json.
+"""`gr00t-stats <dataset> embodiment=<name | robot.yaml>`: write meta/stats.json and meta/relative_stats.json.
 
 Reads only the parquet columns (never the videos), so it runs in seconds even on large datasets.
+`gr00t-stats <dataset> write_modality=true` (or `--write-modality`) first writes a default
+meta/modality.json derived from meta/info.json, to check and edit before training.
+The old spelling `gr00t-stats <dataset> --embodiment <name>` still works.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import MISSING
+
+from gr00t.cli.common import UsageError, run_main
+from gr00t.cli.keyvalue import setting
+
+PROG = "gr00t-stats"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gr00t-stats",
-        description="Compute normalisation statistics of a LeRobot dataset (v2.x or v3.0) for one embodiment: "
-        "meta/stats.json (per parquet column: mean, std, min, max, q01, q99) and meta/relative_stats.json "
-        "(per relative action group and horizon step). Videos are not decoded.",
+@dataclass
+class StatsArgs:
+    dataset: str = setting(MISSING, "dataset root (the folder holding meta/info.json)")
+    embodiment: str | None = setting(
+        None, "embodiment name, tag, or path to a robot YAML file (needed for the statistics)"
     )
-    parser.add_argument("dataset", type=Path, help="dataset root (the folder holding meta/info.json)")
-    parser.add_argument(
-        "--embodiment",
-        required=True,
-        help="embodiment config name (configs/embodiment/<name>.yaml), tag, or path to a YAML file",
-    )
-    parser.add_argument("--quiet", action="store_true", help="print only the written paths")
-    return parser
+    write_modality: bool = setting(False, "write a default meta/modality.json from meta/info.json first")
+    overwrite_modality: bool = setting(False, "with write_modality: replace an existing modality.json")
+    quiet: bool = setting(False, "print only the written paths")
+    config_dir: str | None = setting(None, "a folder of your own configs, added to the shipped ones")
 
 
 def _fmt(values: np.ndarray) -> str:
@@ -36,23 +41,50 @@ def _fmt(values: np.ndarray) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from gr00t.data.embodiment import EmbodimentConfigError, load_embodiment
-    from gr00t.data.stats import StatsError, compute_stats, write_stats
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gr00t-stats` console script."""
+    return run_main(PROG, _stats, argv)
 
-    root: Path = args.dataset
-    if not (root / "meta" / "info.json").is_file():
-        print(f"gr00t-stats: error: {root} is not a LeRobot dataset (no meta/info.json)", file=sys.stderr)
-        return 2
+
+def _write_modality(root: Path, overwrite: bool) -> None:
+    from gr00t.data.modality import write_default_modality
+
     try:
-        emb = load_embodiment(args.embodiment)
-        start = time.perf_counter()
-        columns, relative = compute_stats(root, emb)
-        stats_path, rel_path = write_stats(root, columns, relative, emb)
-    except (EmbodimentConfigError, StatsError, FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"gr00t-stats: error: {exc}", file=sys.stderr)
-        return 1
+        path = write_default_modality(root, overwrite=overwrite)
+    except FileExistsError as exc:
+        raise UsageError(f"{exc}; pass overwrite_modality=true to replace it") from exc
+    print(f"wrote {path} (derived from meta/info.json: check its groups before training)")
+
+
+def _stats(argv: list[str]) -> int:
+    from gr00t.cli import checks
+    from gr00t.cli.keyvalue import parse_settings
+
+    doc = (
+        __doc__ or ""
+    ) + "\nStatistics: meta/stats.json (per parquet column: mean, std, min, max, q01, q99) "
+    doc += "and meta/relative_stats.json (per relative action group and horizon step)."
+    args = parse_settings(StatsArgs, argv, PROG, doc, positional=("dataset",))
+    if args is None:
+        return 0
+    root = Path(args.dataset)
+    if not (root / "meta" / "info.json").is_file():
+        raise UsageError(f"{root} is not a LeRobot dataset (no meta/info.json)")
+    if args.write_modality:
+        _write_modality(root, args.overwrite_modality)
+        if args.embodiment is None:
+            return 0
+    if args.embodiment is None:
+        raise UsageError("missing required key embodiment=<name | robot.yaml> (see --help)")
+    from gr00t.data.embodiment import load_embodiment
+
+    emb = load_embodiment(args.embodiment)
+    checks.dataset("dataset", str(root), emb)
+    from gr00t.data.stats import compute_stats, write_stats
+
+    start = time.perf_counter()
+    columns, relative = compute_stats(root, emb)
+    stats_path, rel_path = write_stats(root, columns, relative, emb)
     elapsed = time.perf_counter() - start
     if not args.quiet:
         frames = max(int(s["count"]) for s in columns.values())

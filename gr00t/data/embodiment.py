@@ -1,7 +1,8 @@
 """Embodiment configs: which keys, windows and action semantics one robot uses (SPEC §2.2).
 
-One YAML file per robot in `configs/embodiment/` (the Hydra config group `embodiment`). A user adds
-a robot by writing one file; nothing in Python has to change. Schema (every field is checked, and
+One YAML file per robot: shipped in `gr00t/configs/embodiment/` (the Hydra config group
+`embodiment`), or the user's own, anywhere (`embodiment=<path.yaml>`, or `<config_dir>/embodiment/`,
+see `gr00t.paths`). A user adds a robot by writing one file; nothing in Python has to change. Schema (every field is checked, and
 an error names the file and the dotted key)::
 
     tag: new_embodiment            # embodiment tag (used in checkpoints, stats, the policy)
@@ -25,6 +26,7 @@ an error names the file and the dotted key)::
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import Any
 import yaml
 
 from gr00t.data.yaml_file import load_yaml_mapping
-from gr00t.paths import config_root
+from gr00t.paths import available, find_file, search_dirs
 
 NORMALIZATION_MODES = ("min_max", "mean_std", "percentile")
 ACTION_REPS = ("relative", "absolute")
@@ -47,6 +49,10 @@ MAX_NUM_EMBODIMENTS = 32
 
 class EmbodimentConfigError(ValueError):
     """An embodiment YAML is missing, malformed or inconsistent."""
+
+
+class EmbodimentFileMissing(EmbodimentConfigError, FileNotFoundError):
+    """An embodiment given as a path names no file."""
 
 
 @dataclass(frozen=True)
@@ -178,36 +184,43 @@ class EmbodimentConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def embodiment_dir() -> Path:
-    """Directory of the shipped embodiment YAML files."""
-    return config_root() / "embodiment"
+def embodiment_dirs() -> list[Path]:
+    """Folders searched for embodiment YAML files: the user's (`$GR00T_CONFIG_DIR`/`config_dir=`), then the shipped one."""
+    return search_dirs("embodiment")
 
 
 def available_embodiments() -> list[str]:
-    """Names (file stems) of the shipped embodiment configs."""
-    return sorted(p.stem for p in embodiment_dir().glob("*.yaml"))
+    """Names (file stems) of the known embodiment configs, shipped and the user's."""
+    return available("embodiment")
+
+
+def _is_path(text: str) -> bool:
+    return text.endswith((".yaml", ".yml")) or "/" in text or os.sep in text
 
 
 def resolve_embodiment_path(name_or_path: str | Path) -> Path:
     """The YAML file for a config name, a tag, or an explicit path."""
     text = str(name_or_path)
     candidate = Path(text).expanduser()
-    if text.endswith((".yaml", ".yml")) or candidate.is_file() or "/" in text:
+    if _is_path(text) or candidate.is_file():
         if not candidate.is_file():
-            raise FileNotFoundError(f"embodiment config file {candidate} does not exist")
+            raise EmbodimentFileMissing(f"embodiment={text!r}: no such file {candidate.resolve()}")
         return candidate
-    path = embodiment_dir() / f"{text}.yaml"
-    if path.is_file():
+    path = find_file("embodiment", text)
+    if path is not None:
         return path
     for stem, (tag, _) in registry().items():  # accept a tag as well (unitree_g1 -> g1.yaml)
         if tag == text:
-            return embodiment_dir() / f"{stem}.yaml"
+            found = find_file("embodiment", stem)
+            assert found is not None
+            return found
     names = available_embodiments()
     hint = difflib.get_close_matches(text, names + [t for t, _ in registry().values()], n=1)
     extra = f" Did you mean {hint[0]!r}?" if hint else ""
     raise EmbodimentConfigError(
-        f"unknown embodiment {text!r}: no file {path}. Available embodiments: {names}.{extra} "
-        f"To add a robot, write {embodiment_dir()}/<name>.yaml (see gr00t/data/embodiment.py for the schema)."
+        f"unknown embodiment {text!r}: expected a name of {names}, a tag, or a path to a robot YAML "
+        f"file.{extra} To add a robot, pass embodiment=<path/to/robot.yaml> or put <name>.yaml in "
+        "<config_dir>/embodiment/ (see gr00t/data/embodiment.py for the schema)."
     )
 
 
@@ -224,17 +237,18 @@ def load_embodiment(name_or_path: str | Path | EmbodimentConfig | Mapping[str, A
 
 
 def registry() -> dict[str, tuple[str, int]]:
-    """Shipped embodiments: config name -> (tag, projector_index). Reads only the two top fields."""
+    """Known embodiments: config name -> (tag, projector_index). Reads only the two top fields."""
     out: dict[str, tuple[str, int]] = {}
-    for path in sorted(embodiment_dir().glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
-        if isinstance(data, Mapping) and "tag" in data and "projector_index" in data:
-            out[path.stem] = (str(data["tag"]), int(data["projector_index"]))
-    return out
+    for folder in reversed(embodiment_dirs()):  # the user's files win over shipped ones of the same name
+        for path in sorted(folder.glob("*.yaml")):
+            data = yaml.safe_load(path.read_text()) or {}
+            if isinstance(data, Mapping) and "tag" in data and "projector_index" in data:
+                out[path.stem] = (str(data["tag"]), int(data["projector_index"]))
+    return dict(sorted(out.items()))
 
 
 def tag_to_projector_index() -> dict[str, int]:
-    """Shipped embodiments: tag -> projector index (the embodiment-id map saved with checkpoints)."""
+    """Known embodiments: tag -> projector index (the embodiment-id map saved with checkpoints)."""
     return {tag: idx for tag, idx in registry().values()}
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gr00t.data.yaml_file import load_yaml_mapping
-from gr00t.paths import REPO_ROOT, mixtures_root
+from gr00t.paths import available, default_data_root, find_file, search_dirs
 
 DATA_ROOT_ENV = "GR00T_DATA_ROOT"
 _TOP_KEYS = ("description", "data_root", "datasets", "co_training_mixture", "co_training_ratio")
@@ -89,31 +89,35 @@ class Mixture:
 
 
 def available_mixtures() -> list[str]:
-    """Names of the mixtures shipped in `data_mixtures/` (or `$GR00T_MIXTURES_DIR`)."""
-    return sorted(p.stem for p in mixtures_root().glob("*.yaml"))
+    """Names of the known mixtures: shipped (`gr00t/configs/data_mixtures/`) and the user's
+    (`<config_dir>/data_mixtures/`, `$GR00T_MIXTURES_DIR`)."""
+    return available("data_mixtures")
 
 
 def mixture_path(name: str) -> Path:
     """File of mixture `name`, with a did-you-mean error when there is none."""
-    path = mixtures_root() / f"{name}.yaml"
-    if path.is_file():
+    path = find_file("data_mixtures", name)
+    if path is not None:
         return path
     names = available_mixtures()
     hint = difflib.get_close_matches(name, names, n=1)
     extra = f" Did you mean {hint[0]!r}?" if hint else ""
-    raise MixtureError(f"unknown data mixture {name!r} (no file {path}). Available mixtures: {names}.{extra}")
+    where = ", ".join(str(d) for d in search_dirs("data_mixtures"))
+    raise MixtureError(
+        f"unknown data mixture {name!r} (no {name}.yaml in {where}). Available mixtures: {names}.{extra}"
+    )
 
 
 def resolve_root(data_root: str | Path | None, file_root: Any) -> Path:
     """Base directory of relative dataset paths.
 
     Precedence: the explicit ``data_root`` argument, then ``$GR00T_DATA_ROOT``, then the file's
-    ``data_root`` field, then ``<repo>/data``. A relative result is taken from the current directory.
+    ``data_root`` field, then ``./data``. A relative result is taken from the current directory.
     """
     for candidate in (data_root, os.environ.get(DATA_ROOT_ENV), file_root):
         if candidate not in (None, ""):
             return Path(str(candidate)).expanduser()
-    return REPO_ROOT / "data"
+    return default_data_root()
 
 
 def load_mixture(

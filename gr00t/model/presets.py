@@ -1,47 +1,34 @@
-"""Named model presets (`configs/model/<name>.yaml`) turned into `Gr00tN16Config` objects."""
+"""Named model presets (`model/<name>.yaml`, shipped or a user's) turned into `Gr00tN16Config` objects.
+
+Presets are composed by Hydra against the `ModelConfig` schema (`gr00t.configs.compose`), the same
+way the recipes compose them, so a preset's `defaults:` and its field types are checked once.
+"""
 
 from __future__ import annotations
 
+import copy
 import difflib
-from pathlib import Path
+import functools
+import os
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
+from gr00t.configs.compose import compose_preset, group_options
 from gr00t.model.config import Gr00tN16Config
-from gr00t.paths import config_root
 
 
 def available_presets() -> list[str]:
-    """Names of the model presets shipped in `configs/model/`."""
-    return sorted(p.stem for p in (config_root() / "model").glob("*.yaml"))
+    """Names of the model presets (`gr00t/configs/model/` and the user's `model/` folders)."""
+    return group_options("model")
 
 
-def _load_yaml_with_defaults(path: Path, seen: tuple[str, ...] = ()) -> DictConfig:
-    if not path.is_file():
-        names = available_presets()
-        hint = difflib.get_close_matches(path.stem, names, n=1)
-        extra = f" Did you mean {hint[0]!r}?" if hint else ""
-        raise FileNotFoundError(f"model preset {path.stem!r} not found at {path}. Available: {names}.{extra}")
-    if path.stem in seen:
-        raise ValueError(f"model preset {path} includes itself through defaults: {seen}")
-    raw = OmegaConf.load(path)
-    merged = OmegaConf.create()
-    defaults = raw.pop("defaults", None) or []
-    for entry in defaults:
-        if entry == "_self_":
-            continue
-        merged = OmegaConf.merge(
-            merged, _load_yaml_with_defaults(path.parent / f"{entry}.yaml", seen + (path.stem,))
-        )
-    return OmegaConf.merge(merged, raw)
+@functools.lru_cache(maxsize=64)
+def _preset_cached(name: str, config_dirs: str) -> dict[str, Any]:
+    return compose_preset(name)
 
 
 def preset_dict(name: str) -> dict[str, Any]:
     """The resolved fields of preset `name` as a plain dict (without the `name` key)."""
-    cfg = _load_yaml_with_defaults(config_root() / "model" / f"{name}.yaml")
-    data = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(data, dict)
+    data = copy.deepcopy(_preset_cached(name, os.environ.get("GR00T_CONFIG_DIR", "")))
     data.pop("name", None)
     return data
 

@@ -1,6 +1,6 @@
 """From `TrainingSettings` to HF ``TrainingArguments``: DeepSpeed config and precision resolution.
 
-* ``trainer.deepspeed``: ``auto`` = ZeRO-2 (``configs/deepspeed/zero2.json``) when the launcher
+* ``trainer.deepspeed``: ``auto`` = ZeRO-2 (``gr00t/configs/deepspeed/zero2.json``) when the launcher
   started more than one process, none otherwise; ``none``, ``zero2``, ``zero3`` or a JSON path
   select explicitly. The configs leave optimiser and scheduler to us (torch AdamW as a client
   optimiser, no compiled DeepSpeed op).
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from gr00t.paths import config_root
+from gr00t.paths import available, find_file
 from gr00t.train.distributed import launcher_world_size
 from gr00t.train.settings import TrainingSettings
 
@@ -33,12 +33,11 @@ def resolve_deepspeed_config(choice: str | None, world_size: int) -> dict[str, A
         return None
     path = Path(name)
     if not path.suffix:
-        path = config_root() / "deepspeed" / f"{name}.json"
+        path = find_file("deepspeed", name, (".json",)) or Path(f"{name}.json")
     if not path.is_file():
-        available = sorted(p.stem for p in (config_root() / "deepspeed").glob("*.json"))
         raise FileNotFoundError(
             f"trainer.deepspeed={choice!r}: no DeepSpeed config at {path}; "
-            f"expected 'auto', 'none', one of {available} or a path to a JSON file"
+            f"expected 'auto', 'none', one of {available('deepspeed', ('.json',))} or a path to a JSON file"
         )
     try:
         return json.loads(path.read_text())

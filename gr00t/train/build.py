@@ -1,22 +1,19 @@
-"""Build a training run from the resolved Hydra config, then hand it to the trainer.
+"""Build a training run from the composed recipe, then hand it to the trainer.
 
 `build_and_train(cfg)` is what `gr00t-train` and `gr00t-finetune` call. In order:
 
 1. distributed set-up from the launcher's environment (`torchrun`: RANK/WORLD_SIZE/LOCAL_RANK);
-2. data: `data=` is a dataset directory, a mixture name or YAML, or `demo` (the built-in demo
-   dataset, written to `demo_dir` by rank 0 when missing); `cotrain.mixture` mixes another
-   mixture in with `cotrain.ratio` of the draws;
-3. embodiments: the `embodiment` config group node (so `embodiment.*=` overrides apply) for the
-   main dataset, shipped configs by name for the others;
-4. statistics: computed once by rank 0 (`ensure_stats`), the other ranks wait at a barrier;
-5. model: from the `model` preset fields, or `from_pretrained(base)` with the recipe's
-   training-time switches (unfreezing, relative actions, state dropout) on top;
-6. processor (training mode), datasets → `MixtureDataset` (processed samples), sampler
+2. data, embodiments and statistics (`gr00t.train.build_data`);
+3. model: from the `model` preset fields, or `from_pretrained(base)` (a checkpoint folder, a run
+   folder or a Hugging Face model id) where only the `model.*` keys the recipe files or the command
+   line set change the checkpoint's config, each change logged;
+4. processor (training mode), datasets → `MixtureDataset` (processed samples), sampler
    (resumable, rank-sharded), collator;
-7. `gr00t.train.trainer.run_training` with the trainer settings and the resolved config.
+5. `gr00t.train.trainer.run_training` with the trainer settings and the resolved config.
 
 The effective settings are logged before training starts and written to
-`<run_dir>/effective_settings.json`.
+`<run_dir>/effective_settings.json`. A run that fails before its first checkpoint or logged step
+leaves no run folder behind (when this call created it).
 """
 
 from __future__ import annotations
@@ -24,13 +21,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API in one place)
+    DEMO_DATA,
+    BuildError,
+    DistInfo,
+    barrier,
+    dist_info,
+    ensure_all_stats,
+    ensure_demo_dataset,
+    init_distributed,
+    main_embodiment,
+    mixture_embodiments,
+    resolve_mixture,
+)
+from gr00t.train.settings import per_device_batch
 
 logger = logging.getLogger(__name__)
 
@@ -51,186 +63,26 @@ TRAINING_TIME_FIELDS = (
     "num_inference_timesteps",
     "backbone_attn_implementation",
 )
-DEMO_DATA = "demo"
-TRAINER_ONLY_KEYS = ("global_batch_size", "cpu_threads")  # `trainer` keys that are not TrainingSettings
-
-
-class BuildError(ValueError):
-    """The resolved config cannot be turned into a run; the message names the key."""
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in the launch."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-# ---- distribution ------------------------------------------------------------------------------
-
-
-def dist_info() -> DistInfo:
-    """Rank, world size and local rank from the launcher's environment (1 process without one)."""
-    return DistInfo(
-        rank=int(os.environ.get("RANK", "0")),
-        world_size=int(os.environ.get("WORLD_SIZE", "1")),
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
-
-
-def init_distributed(info: DistInfo) -> None:
-    """Join the process group early (the stats barrier needs it); the trainer reuses it."""
-    if info.world_size <= 1:
-        return
-    import torch
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", info.local_rank))
-    else:
-        dist.init_process_group("gloo")
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if dist_info().world_size <= 1:
-        return
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
-
-
-# ---- data ------------------------------------------------------------------------------------------
-
-
-def ensure_demo_dataset(directory: str | Path, info: DistInfo) -> Path:
-    """The built-in demo dataset at `directory`, written by rank 0 when missing."""
-    path = Path(directory).expanduser().resolve()
-    if info.is_main and not (path / "meta" / "info.json").is_file():
-        from gr00t.data.demo import write_demo_dataset
-
-        if path.exists() and any(path.iterdir()):
-            raise BuildError(
-                f"demo_dir={str(directory)!r}: {path} exists, is not empty and holds no demo dataset "
-                "(meta/info.json missing); remove it or choose another demo_dir"
-            )
-        print(f"[gr00t] writing the demo dataset to {path}", flush=True)
-        write_demo_dataset(path)
-    barrier()
-    return path
-
-
-def resolve_mixture(cfg: DictConfig, embodiment_name: str | None, info: DistInfo) -> Any:
-    """The training mixture named by `data=` (+ `cotrain`)."""
-    from gr00t.data.mixture import MixtureError, co_train, load_mixture, resolve_data
-
-    data = cfg.get("data")
-    if data is None or OmegaConf.is_missing(cfg, "data"):
-        raise BuildError(
-            "data=??? : give a dataset directory, a mixture name from data_mixtures/, a mixture "
-            ".yaml file, or `demo` (e.g. data=demo)"
-        )
-    data = str(data)
-    if data == DEMO_DATA and not Path(DEMO_DATA).is_dir():
-        data = str(ensure_demo_dataset(cfg.get("demo_dir") or "demo_data", info))
-    cotrain = cfg.get("cotrain") or {}
-    try:
-        mixture = resolve_data(data, embodiment=embodiment_name, data_root=cfg.get("data_root"))
-        if cotrain.get("mixture"):
-            ratio = float(cotrain.get("ratio") or 0.0)
-            if not 0.0 < ratio < 1.0:
-                raise BuildError(
-                    f"cotrain.ratio={ratio}: expected a share of draws in (0, 1) with "
-                    f"cotrain.mixture={cotrain.get('mixture')!r}"
-                )
-            other = load_mixture(str(cotrain["mixture"]), data_root=cfg.get("data_root"))
-            mixture = co_train(mixture, other, ratio)
-        elif cotrain.get("ratio"):
-            raise BuildError(f"cotrain.ratio={cotrain.get('ratio')} needs cotrain.mixture=<mixture name>")
-    except MixtureError as exc:
-        raise BuildError(str(exc)) from exc
-    missing = [str(e.path) for e in mixture.entries if not e.path.is_dir()]
-    if missing:
-        raise BuildError(
-            f"data={cfg.get('data')!r}: dataset director{'y' if len(missing) == 1 else 'ies'} "
-            f"not found: {missing} (set data_root= or $GR00T_DATA_ROOT for relative mixture paths)"
-        )
-    return mixture
-
-
-def main_embodiment(cfg: DictConfig) -> Any | None:
-    """The `embodiment` node (with command-line overrides applied) as an `EmbodimentConfig`."""
-    from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
-
-    node = cfg.get("embodiment")
-    if isinstance(node, DictConfig):
-        return EmbodimentConfig.from_dict(
-            node, source="config group 'embodiment'", name=_choice("embodiment")
-        )
-    name = cfg.get("embodiment_name") or (node if isinstance(node, str) else None)
-    return load_embodiment(name) if name else None
-
-
-def _choice(group: str) -> str | None:
-    """The option Hydra picked for `group` (None outside a Hydra run)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        return HydraConfig.get().runtime.choices.get(group)
-    except ValueError:
-        return None
-
-
-def mixture_embodiments(mixture: Any, main: Any | None) -> dict[str, Any]:
-    """Embodiment config for every name used by the mixture (the main one wins for its name/tag)."""
-    from gr00t.data.embodiment import load_embodiment
-
-    out: dict[str, Any] = {}
-    for name in mixture.embodiments:
-        if main is not None and name in (main.name, main.tag):
-            out[name] = main
-        else:
-            out[name] = load_embodiment(name)
-    return out
-
-
-def ensure_all_stats(
-    mixture: Any, embodiments: Mapping[str, Any], info: DistInfo
-) -> dict[str, tuple[Any, Any]]:
-    """Per embodiment tag: (stats, relative_stats) over its datasets; rank 0 computes, others wait."""
-    from gr00t.data.stats import ensure_stats
-
-    roots: dict[str, list[Path]] = {}
-    configs: dict[str, Any] = {}
-    for entry in mixture.entries:
-        emb = embodiments[entry.embodiment]
-        roots.setdefault(emb.tag, []).append(entry.path)
-        configs[emb.tag] = emb
-    out = {}
-    for tag, paths in roots.items():
-        out[tag] = ensure_stats(paths, configs[tag], is_main_process=info.is_main, barrier=barrier)
-    return out
 
 
 # ---- model -----------------------------------------------------------------------------------------
 
 
 def resolve_base_checkpoint(base: str | Path) -> Path:
-    """A checkpoint folder from `base=`: the folder itself, or the newest complete one of a run dir."""
+    """A checkpoint folder from `base=`: the folder itself, the newest complete one of a run folder,
+    or the snapshot of a Hugging Face model id (`org/name[@revision]`)."""
+    from gr00t.hub import HubError, looks_like_hub_id, resolve
     from gr00t.train.checkpoint import latest_checkpoint
 
     path = Path(base).expanduser()
+    if not path.exists() and looks_like_hub_id(str(base)):
+        try:
+            path = resolve(str(base), repo_type="model", key="base")
+        except HubError as exc:
+            raise BuildError(str(exc)) from exc
     if (path / "config.json").is_file():
+        if not any((path / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json")):
+            raise BuildError(f"base={str(base)!r}: {path} has config.json but no model.safetensors")
         return path
     if path.is_dir():
         latest = latest_checkpoint(path)
@@ -239,23 +91,20 @@ def resolve_base_checkpoint(base: str | Path) -> Path:
         raise BuildError(
             f"base={str(base)!r}: {path} has no config.json and no complete checkpoint-<step>/ folder"
         )
-    raise BuildError(f"base={str(base)!r}: no such checkpoint directory")
+    raise BuildError(f"base={str(base)!r}: no such checkpoint directory (nor a Hugging Face model id)")
 
 
 def explicit_model_overrides() -> set[str]:
-    """`model.<field>` keys set on the command line (empty outside a Hydra run)."""
+    """`model.<field>` keys the recipe files or the command line set (empty outside a composed run)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        task = HydraConfig.get().overrides.task
+        hydra = HydraConfig.get()
     except ValueError:
         return set()
-    keys = set()
-    for item in task:
-        key = item.split("=", 1)[0].lstrip("+~")
-        if key.startswith("model."):
-            keys.add(key.split(".", 2)[1])
-    return keys
+    from gr00t.configs.compose import model_keys_set
+
+    return model_keys_set(str(hydra.job.config_name), list(hydra.overrides.task))
 
 
 def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
@@ -264,7 +113,7 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
     from gr00t.model.gr00t_n16 import Gr00tN16Model
     from gr00t.model.presets import config_from_dict
 
-    fields = OmegaConf.to_container(cfg.model, resolve=True)
+    fields = OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True)
     assert isinstance(fields, dict)
     preset = fields.pop("name", None)
     base = cfg.get("base")
@@ -278,26 +127,37 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
     checkpoint = resolve_base_checkpoint(str(base))
     base_config = Gr00tN16Config.from_pretrained(str(checkpoint))
     explicit = explicit_model_overrides()
-    frozen = sorted(k for k in explicit if k not in TRAINING_TIME_FIELDS and k != "name")
+    frozen = sorted(k for k in explicit if k not in TRAINING_TIME_FIELDS)
     if frozen:
         raise BuildError(
             f"model.{frozen[0]} cannot change when finetuning from base={base}: it is part of the checkpoint's "
             f"architecture. Fields that may change: {list(TRAINING_TIME_FIELDS)}"
         )
-    overrides = {k: fields[k] for k in TRAINING_TIME_FIELDS if k in fields}
-    differs = {
-        k: (getattr(base_config, k), fields[k])
-        for k in fields
-        if k not in TRAINING_TIME_FIELDS and hasattr(base_config, k) and getattr(base_config, k) != fields[k]
-    }
-    if differs:
+    overrides = {k: fields[k] for k in sorted(explicit) if k in fields}
+    changes = {k: (getattr(base_config, k, None), v) for k, v in overrides.items()}
+    for key, (old, new) in changes.items():
         logger.info(
-            "base checkpoint architecture used instead of preset %s for: %s",
-            preset,
-            ", ".join(f"{k}={old!r} (preset {new!r})" for k, (old, new) in sorted(differs.items())),
+            "base checkpoint %s: model.%s=%r %s",
+            checkpoint.name,
+            key,
+            new,
+            "(unchanged)" if old == new else f"overrides the checkpoint's {old!r}",
         )
+    logger.info("base checkpoint %s: every other model field comes from its config.json", checkpoint)
     model = Gr00tN16Model.from_pretrained(str(checkpoint), **overrides)
-    return model, {"source": f"checkpoint {checkpoint}", "base": str(checkpoint), "preset": preset}
+    source = {"source": f"checkpoint {checkpoint}", "base": str(checkpoint), "preset": preset}
+    return model, {**source, "overrides": {k: {"checkpoint": o, "run": n} for k, (o, n) in changes.items()}}
+
+
+def random_weights_warning(cfg: DictConfig) -> str | None:
+    """The warning for a full-size model without `base=` (its weights start random), or None."""
+    if cfg.get("base") or int(cfg.model.backbone_embedding_dim) < 1024:
+        return None
+    return (
+        f"model={cfg.model.name} without base=: the full-size model (billions of parameters) starts from "
+        "RANDOM weights. That is right for pretraining from scratch; to finetune the released model pass "
+        "base=<checkpoint folder or Hugging Face id, e.g. nvidia/GR00T-N1.6-3B>."
+    )
 
 
 # ---- processor and samples -------------------------------------------------------------------------
@@ -312,9 +172,10 @@ def resolve_tokenizer(cfg: DictConfig, model_config: Any) -> Any:
         return load_tokenizer(choice)
     base = cfg.get("base")
     if base:
-        candidate = resolve_base_checkpoint(str(base)) / "processor" / "tokenizer"
-        if candidate.is_dir():
-            return load_tokenizer(candidate)
+        root = resolve_base_checkpoint(str(base))
+        for candidate in (root / "tokenizer", root / "processor" / "tokenizer"):
+            if candidate.is_dir():
+                return load_tokenizer(candidate)
     vocab = int((model_config.text_config or {}).get("vocab_size", 0))
     if model_config.backbone_type == "eagle" and vocab <= 1024:
         return load_tokenizer("tiny")
@@ -333,12 +194,18 @@ def build_processor(
 
     by_tag = {e.tag: e for e in embodiments.values()}
     triples = [(by_tag[tag], s, rel) for tag, (s, rel) in stats.items()]
-    image = OmegaConf.to_container(cfg.image, resolve=True) if cfg.get("image") is not None else {}
+    image = (
+        OmegaConf.to_container(cfg.image, resolve=True, enum_to_str=True)
+        if cfg.get("image") is not None
+        else {}
+    )
     try:
         image_config = ImageTransformConfig(**image)
     except TypeError as exc:
         raise BuildError(f"image: {exc}") from exc
-    vlm = OmegaConf.to_container(cfg.vlm, resolve=True) if cfg.get("vlm") is not None else {}
+    vlm = (
+        OmegaConf.to_container(cfg.vlm, resolve=True, enum_to_str=True) if cfg.get("vlm") is not None else {}
+    )
     vlm = {k: v for k, v in vlm.items() if v is not None}
     tokenizer = resolve_tokenizer(cfg, model_config)
     return Gr00tProcessor.from_config(
@@ -370,21 +237,15 @@ def build_training_dataset(datasets: Sequence[Any], processor: Any, seed: int) -
 
 def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
     """`TrainingSettings` fields from the `trainer` node, `seed`, `resume`, `launcher` and the world size."""
-    node = OmegaConf.to_container(cfg.trainer, resolve=True)
+    node = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
     assert isinstance(node, dict)
     global_batch = node.pop("global_batch_size", None)
-    node.pop("cpu_threads", None)
-    accumulation = int(node.get("gradient_accumulation_steps") or 1)
     if node.get("per_device_batch_size") is None:
-        if global_batch is None:
-            raise BuildError("trainer.per_device_batch_size and trainer.global_batch_size are both null")
-        denom = info.world_size * accumulation
-        if global_batch % denom:
-            raise BuildError(
-                f"trainer.global_batch_size={global_batch} is not divisible by {info.world_size} processes x "
-                f"{accumulation} accumulation steps; set trainer.per_device_batch_size explicitly"
-            )
-        node["per_device_batch_size"] = global_batch // denom
+        accumulation = int(node.get("gradient_accumulation_steps") or 1)
+        try:
+            node["per_device_batch_size"] = per_device_batch(global_batch, info.world_size, accumulation)
+        except ValueError as exc:
+            raise BuildError(str(exc)) from exc
     node["seed"] = int(cfg.get("seed", node.get("seed", 42)))
     if cfg.get("resume") is not None:  # the recipe's top-level `resume=` (SPEC: "resume=false starts over")
         node["resume"] = bool(cfg.resume)
@@ -399,76 +260,74 @@ def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
 # ---- entry -----------------------------------------------------------------------------------------
 
 
-def build_and_train(cfg: DictConfig) -> int:
-    """Build everything from `cfg` and train; returns the process exit code."""
-    t0 = time.perf_counter()
-    info = dist_info()
-    _configure_logging(info)
-    run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
-    main = main_embodiment(cfg)
-    if OmegaConf.is_missing(cfg, "data"):  # fail before the heavy imports
-        resolve_mixture(cfg, None, info)
+def build_and_train(cfg: DictConfig, log_name: str = "train") -> int:
+    """Build everything from `cfg` and train; returns the process exit code.
 
+    `log_name`: the run's log file, `<run_dir>/<log_name>.log`."""
+    from gr00t.train.run_logging import RunLog
+
+    info = dist_info()
+    log = RunLog(info.is_main)
+    if cfg.get("data") is None or OmegaConf.is_missing(cfg, "data"):  # fail before the heavy imports
+        resolve_mixture(cfg, None, info)
+    warning = random_weights_warning(cfg)
+    if warning and info.is_main:
+        logger.warning(warning)
+    run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
+    created = _first_missing(run_dir)
+    try:
+        return _build_and_train(cfg, info, run_dir, log, log_name)
+    except BaseException:
+        if info.is_main and created is not None:
+            _remove_unstarted(run_dir, created)
+        raise
+    finally:
+        log.close()
+
+
+def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, log_name: str) -> int:
+    t0 = time.perf_counter()
+    main = main_embodiment(cfg)
     init_distributed(info)
     threads = apply_cpu_threads(cfg.trainer.get("cpu_threads"))
-    mixture = resolve_mixture(cfg, main.name if main is not None else None, info)
-    from gr00t.train.trainer import TrainingSettings, run_training
+    mixture = resolve_mixture(cfg, (main.name or main.tag) if main is not None else None, info)
+    from gr00t.train.trainer import run_training
 
-    try:
-        settings = TrainingSettings.from_dict(trainer_settings(cfg, info))
-    except ValueError as exc:
-        raise BuildError(str(exc)) from exc
+    settings = _settings(cfg, info)
+    global_batch = settings.global_batch_size
     embodiments = mixture_embodiments(mixture, main)
     stats = ensure_all_stats(mixture, embodiments, info)
 
     model, model_source = build_model(cfg)
     processor = build_processor(cfg, model.config, embodiments, stats)
-    datasets = build_datasets(mixture, embodiments)
-    dataset = build_training_dataset(datasets, processor, seed=settings.seed)
+    dataset = build_training_dataset(build_datasets(mixture, embodiments), processor, seed=settings.seed)
     from gr00t.data.collator import Gr00tCollator
-    from gr00t.train.loader import make_sampler
 
     collator = Gr00tCollator(pad_token_id=processor.tokenizer.pad_token_id)
-    global_batch = settings.per_device_batch_size * info.world_size * settings.gradient_accumulation_steps
-    weights = [e.weight for e in mixture.entries] if len(mixture.entries) > 1 else None
-    sizes = dataset.sizes
-
-    def sampler_factory(rank: int, world_size: int) -> Any:
-        # trainer.dataloader_sampling: the decode-aware WindowSampler (default) or a MixtureSampler
-        return make_sampler(dataset, settings, rank, world_size, weights=weights)
-
     effective = {
         "recipe": cfg.get("recipe"),
         "run_dir": str(run_dir),
         "processes": info.world_size,
-        "model": model_source,
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "total_parameters": sum(p.numel() for p in model.parameters()),
-        "model_switches": {
-            k: getattr(model.config, k) for k in TRAINING_TIME_FIELDS if hasattr(model.config, k)
-        },
-        "action_horizon": model.config.action_horizon,
+        **_model_summary(model, model_source),
         "data": mixture.to_dict(),
-        "samples_per_dataset": sizes,
-        "embodiments": {tag: emb_id for tag, emb_id in processor.embodiment_id_map().items()},
+        "samples_per_dataset": dataset.sizes,
+        "embodiments": dict(processor.embodiment_id_map()),
         "global_batch_size": global_batch,
         "cpu_threads": threads,
         "trainer": settings.to_dict(),
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        log.attach(run_dir, log_name)
         _write_json_atomic(run_dir / "effective_settings.json", effective)
         logger.info("effective settings:\n%s", json.dumps(effective, indent=2, default=str))
         print(
             f"[gr00t] {cfg.get('recipe')}: {model_source['source']}, "
             f"{effective['trainable_parameters']:,}/{effective['total_parameters']:,} trainable parameters, "
-            f"{len(dataset)} samples from {len(datasets)} dataset(s), embodiments {effective['embodiments']}, "
+            f"{len(dataset)} samples from {len(mixture.entries)} dataset(s), embodiments {effective['embodiments']}, "
             f"run_dir {run_dir}",
             flush=True,
         )
-
-    statistics = {tag: {"stats": s, "relative_stats": rel} for tag, (s, rel) in stats.items()}
     result = run_training(
         model,
         dataset,
@@ -476,16 +335,74 @@ def build_and_train(cfg: DictConfig) -> int:
         settings,
         run_dir,
         processor=processor,
-        sampler=sampler_factory,
-        statistics=statistics,
+        sampler=_sampler_factory(dataset, mixture, settings),
+        statistics={tag: {"stats": s, "relative_stats": rel} for tag, (s, rel) in stats.items()},
         embodiment_map=processor.embodiment_id_map(),
-        experiment_config=OmegaConf.to_container(cfg, resolve=True),
+        experiment_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
     )
     if info.is_main:
         print(
             f"[gr00t] done: step {result.global_step}, last checkpoint {result.last_checkpoint}", flush=True
         )
     return result.exit_code
+
+
+def _settings(cfg: DictConfig, info: DistInfo) -> Any:
+    """The validated `TrainingSettings`, its `global_batch_size` the one this launch really runs."""
+    from gr00t.train.settings import TrainingSettings
+
+    try:
+        settings = TrainingSettings.from_dict(trainer_settings(cfg, info))
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
+    accumulation = settings.gradient_accumulation_steps
+    settings.global_batch_size = settings.per_device_batch_size * info.world_size * accumulation
+    return settings
+
+
+def _model_summary(model: Any, source: dict[str, Any]) -> dict[str, Any]:
+    """Where the model came from, its size and its training-time switches."""
+    return {
+        "model": source,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_parameters": sum(p.numel() for p in model.parameters()),
+        "model_switches": {
+            k: getattr(model.config, k) for k in TRAINING_TIME_FIELDS if hasattr(model.config, k)
+        },
+        "action_horizon": model.config.action_horizon,
+    }
+
+
+def _sampler_factory(dataset: Any, mixture: Any, settings: Any) -> Any:
+    """`(rank, world_size) -> sampler` over the mixture's datasets with its weights: the decode-aware
+    `WindowSampler` (default) or a `MixtureSampler`, as ``trainer.dataloader_sampling`` says."""
+    from gr00t.train.loader import make_sampler
+
+    weights = [e.weight for e in mixture.entries] if len(mixture.entries) > 1 else None
+
+    def factory(rank: int, world_size: int) -> Any:
+        return make_sampler(dataset, settings, rank, world_size, weights=weights)
+
+    return factory
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None when `path` exists)."""
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
+def _remove_unstarted(run_dir: Path, created: Path) -> None:
+    """Remove the folders this run created when it wrote no checkpoint and logged no step."""
+    if not run_dir.exists():
+        return
+    metrics = run_dir / "metrics.jsonl"
+    started = any(run_dir.glob("checkpoint-*")) or (metrics.is_file() and metrics.stat().st_size > 0)
+    if not started:
+        shutil.rmtree(created, ignore_errors=True)
 
 
 def apply_cpu_threads(threads: int | None) -> int | None:
@@ -500,11 +417,6 @@ def apply_cpu_threads(threads: int | None) -> int | None:
         raise BuildError(f"trainer.cpu_threads={threads}: expected a positive integer or null")
     torch.set_num_threads(int(threads))
     return int(threads)
-
-
-def _configure_logging(info: DistInfo) -> None:
-    level = logging.INFO if info.is_main else logging.WARNING
-    logging.getLogger("gr00t").setLevel(level)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:

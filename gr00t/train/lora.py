@@ -14,18 +14,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from gr00t.train.settings import LORA_DEFAULT_TARGETS
+
 if TYPE_CHECKING:
     from gr00t.train.settings import TrainingSettings
 
-LORA_DEFAULT_TARGETS: tuple[str, ...] = (
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-    "gate_proj",
-    "up_proj",
-    "down_proj",
-)
+__all__ = ["LORA_DEFAULT_TARGETS", "apply_lora", "lora_module_pattern"]
 
 
 def lora_module_pattern(model: torch.nn.Module, targets: tuple[str, ...]) -> str:

@@ -1,72 +1,175 @@
-"""What a training run is configured with (`TrainingSettings`) and what it returns (`TrainingResult`).
+"""What a training run is configured with (`TrainerConfig`, `TrainingSettings`) and what it returns.
 
-``TrainingSettings`` holds everything besides model and data; its defaults are the SPEC §3 finetune
-recipe. Hydra's ``trainer`` node becomes one through :meth:`TrainingSettings.from_dict`, which
-rejects unknown keys (with suggestions) and impossible values naming the field.
+``TrainerConfig`` is the Hydra structured config of the recipes' ``trainer`` node: every key a
+user may set, its type, its choices and its default (the SPEC §3 finetune recipe) are declared
+here and nowhere else; the YAML files of the ``trainer`` group only hold differences from it.
+``TrainingSettings`` is what the trainer runs with: the same fields plus the run-level values the
+recipe sets outside ``trainer`` (``seed``, ``resume``, the launcher's preemption signals).
+
+This module imports neither torch nor transformers, so the command line validates quickly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gr00t.train.lora import LORA_DEFAULT_TARGETS
-from gr00t.train.optim import OptimizerSettings, warmup_steps
-from gr00t.train.preemption import DEFAULT_SIGNALS, REQUEUE_EXIT_CODE
+# LLM projections LoRA adapts by default (`gr00t.train.lora` uses the same tuple).
+LORA_DEFAULT_TARGETS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+# Signals that make the trainer checkpoint and stop (same as `gr00t.train.preemption.DEFAULT_SIGNALS`).
+PREEMPTION_SIGNALS: tuple[str, ...] = ("SIGTERM", "SIGUSR1")
+
+
+class LrScheduler(str, enum.Enum):
+    """Learning-rate schedule after the warmup."""
+
+    cosine = "cosine"
+    constant = "constant"
+
+
+class Precision(str, enum.Enum):
+    """auto: bf16 (+TF32) on a CUDA device with bf16 support, fp32 otherwise."""
+
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+class DataSampling(str, enum.Enum):
+    """Training order: windows = decode-aware (`gr00t.data.window_sampler`), random = one seek per sample."""
+
+    windows = "windows"
+    random = "random"
+
+
+class WandbMode(str, enum.Enum):
+    """wandb's mode; null in the config means $WANDB_MODE, else offline."""
+
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+# Integer settings that must be >= 1.
+_POSITIVE = (
+    "max_steps",
+    "gradient_accumulation_steps",
+    "save_steps",
+    "logging_steps",
+    "dataloader_worker_threads",
+    "dataloader_lanes",
+    "dataloader_window",
+)
 
 
 @dataclass
-class TrainingSettings:
-    """Everything the trainer needs besides model and data. Defaults = SPEC §3 finetune recipe."""
+class TrainerConfig:
+    """The ``trainer`` keys of every recipe. Defaults = SPEC-N16 §3 finetune recipe: AdamW 1e-4 /
+    wd 1e-5 / betas 0.9, 0.999, cosine with 5 % warmup, grad clip 1.0, bf16 + TF32 on GPU,
+    DeepSpeed ZeRO-2 with several processes, global batch 64, 10 000 steps, a checkpoint every
+    1 000 steps, 5 kept."""
 
     max_steps: int = 10_000
-    per_device_batch_size: int = 8
+    # The batch: `global_batch_size` split over processes x accumulation, unless
+    # `per_device_batch_size` is set (then it wins and the global batch follows from it).
+    global_batch_size: int | None = 64
+    per_device_batch_size: int | None = None
     gradient_accumulation_steps: int = 1
     # optimiser / schedule
     learning_rate: float = 1e-4
-    backbone_learning_rate: float | None = None
+    backbone_learning_rate: float | None = None  # None: same as learning_rate
     weight_decay: float = 1e-5
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     warmup_ratio: float = 0.05
-    lr_scheduler: str = "cosine"
-    max_grad_norm: float = 1.0
+    lr_scheduler: LrScheduler = LrScheduler.cosine
+    max_grad_norm: float = 1.0  # 0 disables clipping
     # checkpoints
     save_steps: int = 1000
     save_total_limit: int | None = 5
-    resume: bool = True
     # distribution / precision / memory
-    deepspeed: str | None = "auto"  # auto | none | zero2 | zero3 | path/to/config.json
-    precision: str = "auto"  # auto | bf16 | fp32
+    deepspeed: str | None = (
+        "auto"  # auto (ZeRO-2 with >1 process) | none | zero2 | zero3 | path/to/config.json
+    )
+    precision: Precision = Precision.auto
     tf32: bool = True
     gradient_checkpointing: bool = False
+    cpu_threads: int | None = None  # CPU-only machines: torch threads per process (None: torch default)
     lora_rank: int = 0  # 0 = off; >0 = LoRA adapters on the backbone's LLM layers
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    lora_target_modules: tuple[str, ...] = LORA_DEFAULT_TARGETS
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_DEFAULT_TARGETS))
     # data loading
-    seed: int = 42
-    dataloader_num_workers: int = 2
+    dataloader_num_workers: int = 4
     dataloader_prefetch_factor: int | None = None
     dataloader_pin_memory: bool = True
-    dataloader_worker_threads: int = 1  # torch and FFmpeg threads in each DataLoader worker
-    # windows: decode-aware order (gr00t.data.window_sampler) | random: one seek per sample (MixtureSampler)
-    dataloader_sampling: str = "windows"
-    dataloader_lanes: int = 16  # windows: episode chunks each worker reads at once (mixed in every batch)
-    dataloader_window: int = 8  # windows: consecutive steps a lane reads per block
+    dataloader_worker_threads: int = 1  # torch + FFmpeg threads in each DataLoader worker
+    # windows: decode-aware, reads episodes forward and mixes `dataloader_lanes` of them in every batch
+    dataloader_sampling: DataSampling = DataSampling.windows
+    dataloader_lanes: int = 16  # windows: episode chunks each worker reads at once
+    dataloader_window: int = 8  # windows: consecutive steps read per chunk and block
     # logging
     logging_steps: int = 10
-    wandb_mode: str | None = None  # None: $WANDB_MODE or "offline"; "disabled" turns wandb off
+    wandb_mode: WandbMode | None = None  # None: $WANDB_MODE or offline; disabled turns wandb off
     wandb_project: str = "gr00t"
-    run_name: str | None = None
+    run_name: str | None = None  # None: the run directory's name
     progress_bar: bool = True
     # preemption
-    preemption_signals: tuple[str, ...] = DEFAULT_SIGNALS
     exit_on_preemption: bool = True
+
+
+def per_device_batch(global_batch: int | None, world_size: int, accumulation: int) -> int:
+    """``global_batch`` split over ``world_size`` processes x ``accumulation`` steps (exactly)."""
+    if global_batch is None:
+        raise ValueError("trainer.per_device_batch_size and trainer.global_batch_size are both null")
+    denom = world_size * accumulation
+    if global_batch % denom:
+        raise ValueError(
+            f"trainer.global_batch_size={global_batch} is not divisible by {world_size} processes x "
+            f"{accumulation} accumulation steps; set trainer.per_device_batch_size explicitly"
+        )
+    return global_batch // denom
+
+
+@dataclass
+class TrainingSettings(TrainerConfig):
+    """Everything the trainer needs besides model and data: `TrainerConfig` plus the run-level values.
+
+    Built from the recipe by :func:`gr00t.train.build.trainer_settings`; from Python, construct it
+    directly (`per_device_batch_size=None` splits `global_batch_size` over ``$WORLD_SIZE`` processes).
+    """
+
+    seed: int = 42
+    resume: bool = True
+    preemption_signals: tuple[str, ...] = PREEMPTION_SIGNALS
+
+    def __post_init__(self) -> None:
+        for key in ("lora_target_modules", "preemption_signals"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                setattr(self, key, tuple(value))
+        for key in ("lr_scheduler", "precision", "wandb_mode", "dataloader_sampling"):
+            value = getattr(self, key)
+            if isinstance(value, enum.Enum):
+                setattr(self, key, value.value)
+        if self.per_device_batch_size is None:
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+            accumulation = max(1, int(self.gradient_accumulation_steps))
+            self.per_device_batch_size = per_device_batch(self.global_batch_size, world, accumulation)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingSettings:
@@ -81,48 +184,40 @@ class TrainingSettings:
                     f"{key!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
                 )
             raise ValueError(f"unknown trainer setting(s): {', '.join(hints)}")
-        values = dict(data)
-        for key in ("lora_target_modules", "preemption_signals"):
-            if key in values and values[key] is not None and not isinstance(values[key], str):
-                values[key] = tuple(values[key])
-        settings = cls(**values)
+        settings = cls(**data)
         settings.validate()
         return settings
 
     def validate(self) -> None:
         """Reject impossible values with a message naming the field."""
-        positive = (
-            "max_steps",
-            "per_device_batch_size",
-            "gradient_accumulation_steps",
-            "save_steps",
-            "logging_steps",
-            "dataloader_worker_threads",
-            "dataloader_lanes",
-            "dataloader_window",
-        )
-        for name in positive:
+        for name in (*_POSITIVE, "per_device_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)}: expected an integer >= 1")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"trainer.precision={self.precision!r}: expected 'auto', 'bf16' or 'fp32'")
+        choices = {"precision": Precision, "lr_scheduler": LrScheduler, "dataloader_sampling": DataSampling}
+        for name, kind in choices.items():
+            if getattr(self, name) not in [m.value for m in kind]:
+                raise ValueError(
+                    f"trainer.{name}={getattr(self, name)!r}: expected one of {[m.value for m in kind]}"
+                )
         if self.lora_rank < 0:
             raise ValueError(f"trainer.lora_rank={self.lora_rank}: expected >= 0 (0 disables LoRA)")
         if self.max_grad_norm < 0:
             raise ValueError(
                 f"trainer.max_grad_norm={self.max_grad_norm}: expected >= 0 (0 disables clipping)"
             )
-        if self.dataloader_sampling not in ("windows", "random"):
-            raise ValueError(
-                f"trainer.dataloader_sampling={self.dataloader_sampling!r}: expected 'windows' or 'random'"
-            )
         if self.dataloader_num_workers < 0:
             raise ValueError(f"trainer.dataloader_num_workers={self.dataloader_num_workers}: expected >= 0")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"trainer.cpu_threads={self.cpu_threads}: expected a positive integer or null")
+        from gr00t.train.optim import warmup_steps
+
         self.optimizer_settings()  # validates the optimiser fields too
         warmup_steps(self.max_steps, self.warmup_ratio)
 
-    def optimizer_settings(self) -> OptimizerSettings:
-        """The optimiser/schedule subset."""
+    def optimizer_settings(self) -> Any:
+        """The optimiser/schedule subset (`gr00t.train.optim.OptimizerSettings`)."""
+        from gr00t.train.optim import OptimizerSettings
+
         return OptimizerSettings(
             learning_rate=self.learning_rate,
             backbone_learning_rate=self.backbone_learning_rate,
@@ -158,4 +253,6 @@ class TrainingResult:
     @property
     def exit_code(self) -> int:
         """0, or :data:`~gr00t.train.preemption.REQUEUE_EXIT_CODE` after a preemption."""
+        from gr00t.train.preemption import REQUEUE_EXIT_CODE
+
         return REQUEUE_EXIT_CODE if self.preempted else 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run a gr00t training command under torchrun on this node, forwarding preemption signals.
 #
-#   launch/torchrun/run.sh gr00t-finetune embodiment=<name> data=<dir> run_dir=runs/x [key=value ...]
-#   launch/torchrun/run.sh gr00t-train recipe=pretrain_n16 run_dir=runs/pretrain [key=value ...]
+#   launch/torchrun/run.sh gr00t-finetune embodiment=<name> data=<dir> [run_dir=runs/x] [key=value ...]
+#   launch/torchrun/run.sh gr00t-train recipe=pretrain_n16 [run_dir=runs/pretrain] [key=value ...]
+# Without run_dir=, the command's default (runs/<recipe>/<embodiment>-<dataset>) is used by every process.
 #
 # Environment (all optional):
 #   NPROC_PER_NODE  worker processes on this node (default: visible GPUs, else 1)
@@ -31,14 +32,18 @@ case "$cmd" in
   *) module="$cmd" ;;
 esac
 
+python="${GR00T_PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=python3; fi
+fi
+
 run_dir=""
 for arg in "$@"; do
   case "$arg" in run_dir=*) run_dir="${arg#run_dir=}" ;; esac
 done
-
-python="${GR00T_PYTHON:-}"
-if [ -z "$python" ]; then
-  if [ -x "$repo/.venv/bin/python" ]; then python="$repo/.venv/bin/python"; else python=python3; fi
+if [ -z "$run_dir" ] && [ "${module#gr00t.cli.}" != "$module" ]; then
+  # the command's default run_dir (deterministic: runs/<recipe>/<embodiment>-<dataset>)
+  run_dir=$("$python" -m "$module" "$@" --cfg job 2>/dev/null | sed -n 's/^run_dir: //p' | head -n 1)
 fi
 if [ -z "${NPROC_PER_NODE:-}" ]; then
   NPROC_PER_NODE=$("$python" -c 'import torch; print(max(torch.cuda.device_count(), 1))' 2>/dev/null || echo 1)

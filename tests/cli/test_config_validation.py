@@ -1,4 +1,7 @@
-"""Command-line validation of the Hydra training commands: typos fail with choices and a did-you-mean."""
+"""Command-line validation of the Hydra training commands: typos fail with choices and a did-you-mean.
+
+Hydra checks every setting against the structured schema while composing (`gr00t.configs.compose`);
+the messages come from the schema node that rejected it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,12 @@ import sys
 
 import pytest
 
-from gr00t.cli.common import ConfigError, split_argv, validate_overrides
+from gr00t.configs.compose import compose_recipe
+from gr00t.configs.errors import ConfigError
+
+
+def validate_overrides(recipe: str, overrides: list[str]):
+    return compose_recipe([f"recipe={recipe}", *overrides], recipe).cfg
 
 
 def test_misspelled_trainer_key_suggests_the_right_one():
@@ -80,18 +88,18 @@ def test_valid_overrides_compose():
 
 
 def test_unknown_recipe_lists_recipes():
-    from gr00t.cli.common import pick_recipe
-
     with pytest.raises(ConfigError) as err:
-        pick_recipe(["recipe=pretrain"], "finetune_n16")
+        compose_recipe(["recipe=pretrain"], "finetune_n16")
     assert "Did you mean 'pretrain_n16'?" in str(err.value)
     assert "'demo'" in str(err.value) and "'finetune_n16'" in str(err.value)
 
 
-def test_split_argv_keeps_flag_values():
-    flags, overrides = split_argv(["--cfg", "job", "a=1", "-p", "trainer", "b=2", "--help"])
-    assert flags == ["--cfg", "job", "-p", "trainer", "--help"]
-    assert overrides == ["a=1", "b=2"]
+def test_split_flags_keeps_settings_and_flag_values():
+    from gr00t.cli.training import _split_flags
+
+    help_, show, settings = _split_flags(["--cfg", "job", "a=1", "--config-dir", "/c", "b=2", "--help"])
+    assert help_ and show
+    assert settings == ["a=1", "config_dir=/c", "b=2"]
 
 
 def test_cli_exit_code_and_message_for_typo():
@@ -113,16 +121,21 @@ def test_cli_exit_code_and_message_for_typo():
     assert "Did you mean 'trainer.max_steps'?" in proc.stderr
 
 
-def test_several_processes_need_an_explicit_run_dir():
-    # Each process would resolve the default timestamped run_dir on its own clock.
+def test_several_processes_need_no_explicit_run_dir():
+    # The default run_dir is deterministic (runs/<recipe>/<embodiment>-<dataset>), so every process of a
+    # torchrun launch resolves the same folder without run_dir=... (it used to be timestamped).
     import os
 
     env = {**os.environ, "WORLD_SIZE": "2"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "gr00t.cli.finetune", "data=x"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert proc.returncode == 2 and "give run_dir=<directory> explicitly" in proc.stderr
+    runs = []
+    for rank in ("0", "1"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "gr00t.cli.finetune", "data=/data/my_robot", "--cfg", "job"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "RANK": rank},
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs.append([line for line in proc.stdout.splitlines() if line.startswith("run_dir:")])
+    assert runs[0] == runs[1] == ["run_dir: runs/finetune_n16/new_embodiment-my_robot"]

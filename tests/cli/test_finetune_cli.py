@@ -38,16 +38,26 @@ def test_cfg_job_finetune_defaults():
     assert cfg["data"] == "demo" and cfg["base"] is None
     assert cfg["model"]["name"] == "n16_tiny"
     assert cfg["model"]["use_relative_action"] is True  # finetuning turns relative actions on
-    # the tiny model brings CPU-sized trainer settings (configs/trainer/model/n16_tiny.yaml) ...
+    # a model preset never changes the trainer: n16_tiny keeps the finetune recipe's trainer ...
     t = cfg["trainer"]
-    assert (t["max_steps"], t["global_batch_size"], t["dataloader_num_workers"], t["cpu_threads"]) == (
+    assert (t["max_steps"], t["global_batch_size"], t["dataloader_num_workers"]) == (10000, 64, 4)
+    # ... and the CPU-sized settings are asked for explicitly (trainer=demo, as recipe=demo does)
+    demo = yaml.safe_load(_run("data=demo", "model=n16_tiny", "trainer=demo", "--cfg", "job").stdout)[
+        "trainer"
+    ]
+    assert (
+        demo["max_steps"],
+        demo["global_batch_size"],
+        demo["dataloader_num_workers"],
+        demo["cpu_threads"],
+    ) == (
         300,
         8,
         0,
         1,
     )
     assert cfg["embodiment"]["tag"] == "new_embodiment" and cfg["embodiment"]["projector_index"] == 10
-    # ... while the full model keeps the reference finetune recipe (SPEC-N16 §3)
+    # the full model has the same reference finetune recipe (SPEC-N16 §3)
     full = yaml.safe_load(_run("embodiment=new_embodiment", "data=demo", "--cfg", "job").stdout)["trainer"]
     assert (full["max_steps"], full["global_batch_size"], full["save_steps"], full["save_total_limit"]) == (
         10000,
@@ -146,3 +156,66 @@ def test_demo_finetune_end_to_end(tmp_path, demo_dataset_v3):
     assert proc2.returncode == 0, proc2.stderr[-5000:]
     assert "resuming from" in proc2.stdout and "checkpoint-4" in proc2.stdout
     assert (run_dir / "checkpoint-6" / "COMPLETE").is_file()
+
+
+@pytest.mark.slow
+def test_hub_ids_default_run_dir_resume_and_no_leftovers(tmp_path, demo_dataset_v3):
+    """data= and base= as Hub ids from a local cache (offline, the real huggingface_hub); the default
+    run_dir is deterministic so the same command resumes; a failed run leaves no folder behind."""
+    import os
+
+    from tests.hub_cache import add_to_cache
+
+    cache = tmp_path / "hub"
+    add_to_cache(cache, "acme/arm_demo", demo_dataset_v3, repo_type="dataset")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "gr00t.cli.finetune", *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=work,
+            env=env,
+        )
+
+    common = [
+        "embodiment=new_embodiment",
+        "data=acme/arm_demo",
+        "model=n16_tiny",
+        "trainer=demo",
+        "trainer.global_batch_size=2",
+        "trainer.save_steps=2",
+    ]
+    first = run(*common, "trainer.max_steps=2")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    run_dir = work / "runs" / "finetune_n16" / "new_embodiment-arm_demo"
+    assert (run_dir / "checkpoint-2" / "COMPLETE").is_file()
+    assert (run_dir / "gr00t-finetune.log").is_file()
+    again = run(*common, "trainer.max_steps=3")  # the same command, more steps: resumes
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stdout and "checkpoint-2" in again.stdout
+    assert (run_dir / "checkpoint-3" / "COMPLETE").is_file()
+
+    # the finetuned checkpoint published as a Hub model and used as base=
+    snapshot = add_to_cache(cache, "acme/arm-policy", run_dir / "checkpoint-3")
+    tuned = run(*common, "base=acme/arm-policy", "trainer.max_steps=1", "trainer.run_name=from_hub")
+    assert tuned.returncode == 0, tuned.stdout[-3000:] + tuned.stderr[-3000:]
+    effective = json.loads(
+        (work / "runs" / "finetune_n16" / "from_hub" / "effective_settings.json").read_text()
+    )
+    assert effective["model"]["base"] == str(snapshot)
+
+    # fails inside the trainer, before its first step: the folders it created are removed
+    broken = run(
+        *common,
+        "trainer.max_steps=1",
+        "trainer.lora_rank=2",
+        "trainer.lora_target_modules=[nothing]",
+        f"run_dir={tmp_path / 'new' / 'deep' / 'run'}",
+    )
+    assert broken.returncode != 0 and "(nothing)" in broken.stderr  # peft found no target module
+    assert not (tmp_path / "new").exists()

@@ -187,12 +187,13 @@ def test_cli_errors(demo_dataset_v3, capsys):
     from gr00t.cli.eval import main
 
     demo = demo_dataset_v3
-    with pytest.raises(SystemExit, match="give checkpoint=<dir>"):
-        main([f"data={demo}", "embodiment=new_embodiment"])
-    with pytest.raises(SystemExit, match="unknown key 'episode'"):
-        main([f"data={demo}", "embodiment=new_embodiment", "episode=1"])
-    with pytest.raises(SystemExit, match="missing required key"):
-        main(["embodiment=new_embodiment"])
+    # user mistakes: exit code 2 and one `gr00t-eval: error: ...` line
+    assert main([f"data={demo}", "embodiment=new_embodiment"]) == 2
+    assert "give checkpoint=<dir>" in capsys.readouterr().err
+    assert main([f"data={demo}", "embodiment=new_embodiment", "episode=1"]) == 2
+    assert "unknown key 'episode'" in capsys.readouterr().err
+    assert main(["embodiment=new_embodiment"]) == 2
+    assert "missing required key" in capsys.readouterr().err
     assert main(["--help"]) == 0
     assert "server" in capsys.readouterr().out
 

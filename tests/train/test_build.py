@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from gr00t.cli.common import validate_overrides
+from gr00t.configs.compose import compose_recipe
 from gr00t.train import build
 from gr00t.train.build import BuildError, DistInfo
 
@@ -15,7 +15,7 @@ ONE = DistInfo(rank=0, world_size=1, local_rank=0)
 
 
 def _cfg(*overrides: str, recipe: str = "finetune_n16"):
-    return validate_overrides(recipe, list(overrides))
+    return compose_recipe([f"recipe={recipe}", *overrides], recipe).cfg
 
 
 def test_global_batch_is_split_over_processes():
@@ -162,7 +162,8 @@ def test_training_dataset_keys_augmentation_by_sampler_draw(demo_dataset_v3):
     mixture = build.resolve_mixture(cfg, main.name, ONE)
     embs = build.mixture_embodiments(mixture, main)
     stats = build.ensure_all_stats(mixture, embs, ONE)
-    processor = build.build_processor(cfg, config_from_dict(OmegaConf.to_container(cfg.model)), embs, stats)
+    fields = OmegaConf.to_container(cfg.model, enum_to_str=True)
+    processor = build.build_processor(cfg, config_from_dict(fields), embs, stats)
     ds = build.build_training_dataset(build.build_datasets(mixture, embs), processor, seed=1)
     assert isinstance(ds, MixtureDataset)  # the data library's class, not a private copy
     first = next(iter(MixtureSampler(ds.sizes, seed=1)))
@@ -203,3 +204,43 @@ def test_tokenizer_auto_needs_a_tokenizer_for_full_size_models():
 def test_top_level_resume_switch_reaches_the_trainer(recipe):
     assert build.trainer_settings(_cfg("data=x", recipe=recipe), ONE)["resume"] is True
     assert build.trainer_settings(_cfg("data=x", "resume=false", recipe=recipe), ONE)["resume"] is False
+
+
+def test_base_fields_change_only_where_the_recipe_or_command_line_set_them(tmp_path, caplog):
+    from gr00t.model.gr00t_n16 import Gr00tN16Model
+    from gr00t.model.presets import load_preset
+
+    base = tmp_path / "ck"
+    # a base trained with settings that differ from the finetune recipe's preset defaults
+    Gr00tN16Model(
+        load_preset("n16_tiny", state_dropout_prob=0.3, dit_dropout=0.05, tune_llm=True)
+    ).save_pretrained(base)
+    with caplog.at_level("INFO", logger="gr00t.train.build"):
+        model, source = build.build_model(_cfg("data=x", "model=n16_tiny", f"base={base}"))
+    c = model.config
+    # kept from the checkpoint: the preset's (0.0, 0.2, False) do not silently replace them
+    assert (c.state_dropout_prob, c.dit_dropout, c.tune_llm) == (0.3, 0.05, True)
+    assert c.use_relative_action is True  # set by the finetune recipe file
+    assert source["overrides"] == {"use_relative_action": {"checkpoint": False, "run": True}}
+    assert "model.use_relative_action=True overrides the checkpoint's False" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="gr00t.train.build"):
+        model, source = build.build_model(_cfg("data=x", f"base={base}", "model.state_dropout_prob=0.7"))
+    assert model.config.state_dropout_prob == 0.7 and model.config.dit_dropout == 0.05
+    assert set(source["overrides"]) == {"use_relative_action", "state_dropout_prob"}
+    assert "model.state_dropout_prob=0.7 overrides the checkpoint's 0.3" in caplog.text
+
+
+def test_full_size_model_without_base_warns_first(monkeypatch, caplog):
+    assert "RANDOM weights" in build.random_weights_warning(_cfg("data=x"))
+    assert "RANDOM weights" in build.random_weights_warning(_cfg("data=x", "model=n16_release"))
+    assert build.random_weights_warning(_cfg("data=x", "model=n16_tiny")) is None
+    assert build.random_weights_warning(_cfg("data=x", "base=/some/ckpt")) is None
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stop after the first log lines")
+
+    monkeypatch.setattr(build, "_build_and_train", stop)
+    with caplog.at_level("INFO"), pytest.raises(RuntimeError):
+        build.build_and_train(_cfg("data=x", "run_dir=/nonexistent/run"))
+    assert "RANDOM weights" in caplog.records[0].getMessage()  # the top of the log

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from gr00t.paths import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,166 @@
+"""merge / append / split: plan the output, write it into a staging folder, publish it whole.
+
+Statistics: LeRobot's files (stats.json, per-episode stats) are rewritten by the writer (see
+stats_rewrite.py). gr00t's `meta/relative_stats.json` depends on an embodiment; it is recomputed on
+the output for the embodiment the inputs' files name (or `embodiment=`), and left out when they name
+different ones, so training recomputes it on first use instead of trusting stale numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gr00t.data.dataset_ops.plan import make_plan
+from gr00t.data.dataset_ops.publish import staged_output
+from gr00t.data.dataset_ops.source import DatasetOpsError, SourceDataset, open_source
+from gr00t.data.dataset_ops.writer import WriteOptions, WriteReport, write_dataset
+
+
+def _check_paths(inputs: list[Path], out: Path | None) -> None:
+    resolved = [p.resolve() for p in inputs]
+    for i, path in enumerate(resolved):
+        if path in resolved[:i]:
+            raise DatasetOpsError(f"{inputs[i]} is given twice")
+    if out is not None:
+        target = out.resolve()
+        for given, path in zip(inputs, resolved):
+            if target == path or path in target.parents:
+                raise DatasetOpsError(f"out={out} lies inside the input {given}; choose a folder outside it")
+
+
+def _relative_stats(
+    root: Path, sources: list[SourceDataset], embodiment: str | None, report: WriteReport
+) -> None:
+    """Recompute meta/relative_stats.json on the output, or say why it is left out."""
+    from gr00t.data.embodiment import EmbodimentConfigError, load_embodiment
+    from gr00t.data.stats import StatsError, compute_stats, write_stats
+
+    if embodiment is None:
+        tags = sorted({str(s.relative_stats.get("embodiment")) for s in sources if s.relative_stats})
+        if not tags:
+            return
+        if len(tags) > 1:
+            report.notes.append(
+                f"meta/relative_stats.json left out: the inputs' were computed for different embodiments {tags}; "
+                "training recomputes it, or run gr00t-stats <out> --embodiment <name>"
+            )
+            return
+        embodiment = tags[0]
+        try:
+            emb = load_embodiment(embodiment)
+        except (EmbodimentConfigError, FileNotFoundError, ValueError) as err:
+            report.notes.append(f"meta/relative_stats.json left out: embodiment {embodiment!r}: {err}")
+            return
+    else:
+        emb = load_embodiment(embodiment)
+    try:
+        columns, relative = compute_stats(root, emb)
+    except (StatsError, FileNotFoundError, ValueError) as err:
+        report.notes.append(f"meta/relative_stats.json left out: {err}")
+        return
+    write_stats(root, columns, relative, emb)
+    report.notes.append(f"meta/relative_stats.json recomputed for embodiment {emb.tag!r}")
+
+
+def merge(
+    inputs: list[str | Path],
+    out: str | Path,
+    overwrite: bool = False,
+    verify: bool = True,
+    reencode: bool = False,
+    embodiment: str | None = None,
+) -> WriteReport:
+    """Merge datasets into a new one at `out` (v3.0 if any input is v3.0, else v2.1)."""
+    paths, out = [Path(p) for p in inputs], Path(out)
+    if len(paths) < 2:
+        raise DatasetOpsError(f"merge needs at least two input datasets, got {len(paths)}")
+    _check_paths(paths, out)
+    sources = [open_source(p) for p in paths]
+    plan = make_plan(sources)
+    with staged_output(out, replace=overwrite) as tmp:
+        report = write_dataset(tmp, plan, WriteOptions(verify=verify, reencode=reencode))
+        _relative_stats(tmp, sources, embodiment, report)
+    return report
+
+
+def append(
+    base: str | Path,
+    new: str | Path,
+    verify: bool = True,
+    reencode: bool = False,
+    embodiment: str | None = None,
+) -> WriteReport:
+    """Add the episodes of `new` after those of `base`, in place: `base` ends up fully appended or unchanged.
+
+    Files of `base` that do not change are hard-linked into the new version, so only the new
+    episodes and the metadata are written.
+    """
+    base, new = Path(base), Path(new)
+    _check_paths([base, new], None)
+    if base.resolve() in new.resolve().parents or new.resolve() in base.resolve().parents:
+        raise DatasetOpsError(f"{new} and {base} are nested inside each other")
+    sources = [open_source(base), open_source(new)]
+    plan = make_plan(sources)
+    with staged_output(base, replace=True) as tmp:
+        report = write_dataset(tmp, plan, WriteOptions(link=True, verify=verify, reencode=reencode))
+        if plan.version != sources[0].version:
+            report.notes.append(
+                f"{base} was {sources[0].version}; appending {sources[1].version} data made it v3.0"
+            )
+        _relative_stats(tmp, sources, embodiment, report)
+    return report
+
+
+def choose_validation(episodes: list[int], val: str | float | int, seed: int) -> list[int]:
+    """The validation episodes: `val` is a fraction in (0, 1) or a count, drawn with `seed`."""
+    n = len(episodes)
+    text = str(val).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise DatasetOpsError(
+            f"val={text!r}: expected a fraction such as 0.1 or an episode count such as 5"
+        ) from None
+    if any(c in text for c in ".eE"):
+        if not 0.0 < number < 1.0:
+            raise DatasetOpsError(f"val={text}: a fraction must lie strictly between 0 and 1")
+        count = int(np.clip(round(number * n), 1, n - 1))
+    else:
+        count = int(number)
+        if not 1 <= count <= n - 1:
+            raise DatasetOpsError(f"val={text}: the dataset has {n} episodes, so a count must be 1..{n - 1}")
+    if n < 2:
+        raise DatasetOpsError(f"cannot split a dataset of {n} episode(s)")
+    order = np.random.default_rng(seed).permutation(n)
+    return sorted(episodes[i] for i in order[:count])
+
+
+def split(
+    root: str | Path,
+    val: str | float | int,
+    out: str | Path,
+    seed: int = 0,
+    overwrite: bool = False,
+    verify: bool = True,
+    reencode: bool = False,
+) -> dict[str, WriteReport]:
+    """Write `<out>/train` and `<out>/val` (same version as the input; deterministic for a seed)."""
+    root, out = Path(root), Path(out)
+    _check_paths([root], out)
+    source = open_source(root)
+    episodes = source.reader.episode_indices
+    if len(episodes) < 2:
+        raise DatasetOpsError(f"{root}: cannot split a dataset of {len(episodes)} episode(s)")
+    val_eps = choose_validation(episodes, val, seed)
+    chosen = set(val_eps)
+    parts = {"train": [e for e in episodes if e not in chosen], "val": val_eps}
+    reports = {}
+    with staged_output(out, replace=overwrite) as tmp:
+        for name, selection in parts.items():
+            plan = make_plan([source], [selection], version=source.version)
+            options = WriteOptions(verify=verify, reencode=reencode)
+            reports[name] = write_dataset(tmp / name, plan, options)
+            _relative_stats(tmp / name, [source], None, reports[name])
+    return reports
