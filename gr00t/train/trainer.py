@@ -188,8 +188,13 @@ class Gr00tTrainer(Trainer):
         )
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        # uint8 pixel transport: normalised here, after the move to the device (4x fewer bytes moved).
-        return finish_pixel_values(super()._prepare_inputs(inputs))
+        # uint8 pixel transport: normalised after the move to the device (4x fewer bytes moved), then
+        # given the dtype float inputs get here (DeepSpeed's), exactly as with the float32 transport.
+        inputs = super()._prepare_inputs(inputs)
+        pixels = inputs.get("pixel_values") if isinstance(inputs, dict) else None
+        if isinstance(pixels, torch.Tensor) and pixels.dtype == torch.uint8:
+            inputs["pixel_values"] = self._prepare_input(finish_pixel_values(inputs)["pixel_values"])
+        return inputs
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         start = time.perf_counter()
