@@ -326,9 +326,15 @@ def randomness(pipe: Pipeline, batch: int = 64, batches: int = 200) -> dict[str,
     out = {}
     for name, order in orders.items():
         eps = np.asarray([ds.locate(i)[0] for i in order[: batch * batches]]).reshape(batches, batch)
-        distinct = np.mean([len(set(b)) for b in eps])
-        same = np.mean(eps[:, 1:] == eps[:, :-1])
-        out[name] = {"distinct": float(distinct), "same_neighbour": float(same)}
+        distinct, same, lag1 = [], [], []
+        for ids in eps:
+            p = np.unique(ids, return_counts=True)[1] / batch
+            chance = float((p**2).sum())  # two random members of this batch share an episode
+            hit = float(np.mean(ids[1:] == ids[:-1]))
+            distinct.append(len(p))
+            same.append(hit)
+            lag1.append((hit - chance) / (1 - chance) if chance < 1 else 0.0)
+        out[name] = {"distinct": np.mean(distinct), "same_neighbour": np.mean(same), "lag1": np.mean(lag1)}
     return out
 
 
@@ -439,8 +445,9 @@ def main() -> None:
         rnd = randomness(pipe)
         for name, r in rnd.items():
             print(
-                f"[{codec}] {name:14s}: {r['distinct']:.1f} distinct episodes per batch of 64, "
-                f"{100 * r['same_neighbour']:.1f}% of neighbours from one episode"
+                f"[{codec}] {name:14s}: {r['distinct']:.1f} distinct episodes per batch of 64; neighbours in a "
+                f"batch from one episode {100 * r['same_neighbour']:.1f}%, lag-1 autocorrelation of episode "
+                f"ids {r['lag1']:+.3f}"
             )
         mem = {}
         for length in [300] if args.quick else [300, 3000]:
