@@ -53,11 +53,12 @@ class WindowStream(IterableDataset):
         for block in plan.blocks(stream, plan.world_size * workers, skip):
             raw = self._read(block, slots)
             for slot in block.order:
-                sample, draw = raw[int(slot)]
+                sample, draw = raw.pop(int(slot))  # its frames go as soon as its samples are out
                 if self.dataset.transform is None:
                     yield sample
                 else:
                     yield self.dataset.transform(sample, rng=sample_rng(draw))
+            del raw, sample
 
     def _read(self, block: Block, slots: _Slots) -> dict[int, tuple[dict[str, Any], Any]]:
         """Raw samples (and their draws) of the slots still to emit, keyed by slot."""
