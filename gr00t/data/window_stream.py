@@ -58,7 +58,7 @@ class WindowStream(IterableDataset):
                     yield sample
                 else:
                     yield self.dataset.transform(sample, rng=sample_rng(draw))
-            del raw, sample
+            raw = None  # not two blocks alive while the next one is read
 
     def _read(self, block: Block, slots: _Slots) -> dict[int, tuple[dict[str, Any], Any]]:
         """Raw samples (and their draws) of the slots still to emit, keyed by slot."""
