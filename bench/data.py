@@ -30,7 +30,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -375,7 +374,8 @@ def _single_process(root: str, batch: int, batches: int, queue) -> None:
     it = iter(Pipeline(Path(root), batch).loader(0))
     for _ in range(batches):
         next(it)
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM, not ru_maxrss: the latter keeps the high-water mark of the forked parent from before exec
+    queue.put(_memory(os.getpid())[0])
 
 
 def single_process_peak_rss(root: Path, batch: int, batches: int) -> float:

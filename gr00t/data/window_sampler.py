@@ -49,7 +49,7 @@ from gr00t.data.sampler import MixtureSampler, SampleIndex, hash64, list_or_valu
 
 CHUNK_STRIDE = 2**32  # position = ticket position · CHUNK_STRIDE + step offset inside the chunk
 DEFAULT_LANES = 16
-DEFAULT_WINDOW = 8
+DEFAULT_WINDOW = 4
 _LOOKAHEAD = 8  # tickets a lane looks up at once while reading (seeking looks further)
 
 

@@ -121,7 +121,7 @@ class TrainerConfig:
     # windows: decode-aware, reads episodes forward and mixes `dataloader_lanes` of them in every batch
     dataloader_sampling: DataSampling = DataSampling.windows
     dataloader_lanes: int = 16  # windows: episode chunks each worker reads at once
-    dataloader_window: int = 8  # windows: consecutive steps read per chunk and block
+    dataloader_window: int = 4  # windows: consecutive steps each lane reads per block (16 x 4 = 64)
     # logging
     logging_steps: int = 10
     wandb_mode: WandbMode | None = None  # None: $WANDB_MODE or offline; disabled turns wandb off

@@ -46,7 +46,7 @@ def test_make_sampler_follows_the_setting(demo_dataset_v3: Path) -> None:
     data = MixtureDataset([Gr00tDataset(demo_dataset_v3, "new_embodiment", load_video=False)])
     windows = make_sampler(data, TrainingSettings(per_device_batch_size=4), rank=1, world_size=2)
     assert isinstance(windows, WindowSampler) and (windows.rank, windows.world_size) == (1, 2)
-    assert windows.lanes == 16 and windows.window == 8
+    assert windows.lanes == 16 and windows.window == 4
     random = make_sampler(data, TrainingSettings(per_device_batch_size=4, dataloader_sampling="random"), 0, 1)
     assert isinstance(random, MixtureSampler) and random.epoch_length % 4 == 0
 
