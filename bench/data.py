@@ -225,30 +225,34 @@ class Pipeline:
         sampling: str = "windows",
         processed: bool = True,
         resize: str = "torch",
-    ) -> float:
-        """Seconds for ``batches`` batches in steady state: timing starts once every worker delivered
-        its first batch (start-up is not counted, and nothing delivered was made before the clock ran
-        except what the workers' queues hold in steady state anyway)."""
+    ) -> tuple[float, float]:
+        """(wall seconds, CPU seconds of the main process and the workers) for ``batches`` batches in
+        steady state: the clocks start once every worker delivered its first blocks (start-up is not
+        counted; what the workers' queues hold then they hold in steady state anyway)."""
         loader = self.loader(workers, sampling, processed, resize=resize)
         it = iter(loader)
         for _ in range(2 * max(1, workers)):  # each worker's first block (resuming mid-chunk seeks)
             next(it)
+        pids = [w.pid for w in getattr(it, "_workers", [])]
+        c0 = time.process_time() + sum(_cpu_seconds(p) for p in pids)
         t0 = time.perf_counter()
         for _ in range(batches):
             next(it)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() + sum(_cpu_seconds(p) for p in pids) - c0
         del it
         # the next run starts after what this one read or prefetched, on a block boundary of every stream
         self.position += (batches + 4 * max(workers, 1)) * self.batch
         self.position = -(-self.position // (8 * self.batch)) * 8 * self.batch
-        return elapsed
+        return elapsed, cpu
 
-    def decode_limit(self, episodes: list[int]) -> tuple[float, int]:
-        """(seconds, samples): decoding the needed frames of every sample of ``episodes``, grouped per
-        episode and camera, sorted, in one forward pass each (opening the files is not timed)."""
+    def decode_limit(self, episodes: list[int]) -> tuple[float, float, int]:
+        """(wall seconds, CPU seconds, samples): decoding the needed frames of every sample of
+        ``episodes``, grouped per episode and camera, sorted, in one forward pass each (opening the
+        files is not timed)."""
         ds = self.dataset
         clear_decoder_cache()
-        seconds, samples = 0.0, 0
+        seconds, cpu, samples = 0.0, 0.0, 0
         deltas = np.asarray(EMBODIMENT["video"]["delta_indices"])
         for pos in episodes:
             ep, length = ds.episode_indices[pos], ds.episode_lengths[pos]
@@ -258,16 +262,18 @@ class Pipeline:
                 key = f"observation.images.{view}"
                 path, ts = ds.reader.video_location(ep, key)[0], ds.reader.frame_timestamps(ep, rows, key)
                 decode_frames(path, ts[:1])
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for k in range(1, len(ts), 16):
                     decode_frames(path, ts[k : k + 16])
                 seconds += time.perf_counter() - t0
+                cpu += time.process_time() - c0
             samples += len(steps) - 1
-        return seconds, samples
+        return seconds, cpu, samples
 
 
-def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -> dict[str, float]:
-    """samples/s of every path, measured in rotating order over ``rounds`` rounds."""
+def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -> dict[str, dict[str, float]]:
+    """Per path: samples per wall second and per CPU second (all its processes), measured in rotating
+    order over ``rounds`` rounds."""
     n_eps = len(pipe.dataset.episode_indices)
     jobs = {
         "decode limit": None,
@@ -280,6 +286,7 @@ def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -
     jobs["training loader, in-process, PIL resize"] = ("windows", True, 0, "pil")
     jobs["random access, in-process"] = ("random", True, 0, "torch")
     seconds = dict.fromkeys(jobs, 0.0)
+    cpu = dict.fromkeys(jobs, 0.0)
     samples = dict.fromkeys(jobs, 0)
     names = list(jobs)
     for r in range(rounds):
@@ -287,15 +294,18 @@ def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -
             job = jobs[name]
             if job is None:
                 eps = [(r * 2 + k) % n_eps for k in range(2)]
-                dt, k = pipe.decode_limit(eps)
+                dt, dc, k = pipe.decode_limit(eps)
                 seconds[name] += dt
+                cpu[name] += dc
                 samples[name] += k
             else:
                 sampling, processed, w, resize = job
                 steps = batches if sampling == "windows" or not processed else max(1, batches // 4)
-                seconds[name] += pipe.rate(steps, w, sampling, processed, resize)
+                dt, dc = pipe.rate(steps, w, sampling, processed, resize)
+                seconds[name] += dt
+                cpu[name] += dc
                 samples[name] += steps * pipe.batch
-    return {name: samples[name] / seconds[name] for name in names}
+    return {name: {"wall": samples[name] / seconds[name], "cpu": samples[name] / cpu[name]} for name in names}
 
 
 # ---------------------------------------------------------------------------- randomness and memory
@@ -335,6 +345,12 @@ def randomness(pipe: Pipeline, batch: int = 64, batches: int = 200) -> dict[str,
             lag1.append((hit - chance) / (1 - chance) if chance < 1 else 0.0)
         out[name] = {"distinct": np.mean(distinct), "same_neighbour": np.mean(same), "lag1": np.mean(lag1)}
     return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _memory(pid: int) -> tuple[float, float]:
@@ -426,17 +442,19 @@ def main() -> None:
         )
         rates = interleaved(pipe, rounds, batches, args.workers)
         limit = rates["decode limit"]
-        for name, rate in rates.items():
+        for name, r in rates.items():
             extra = ""
             if name.startswith("training loader"):
-                extra = f"   {rate / REFERENCE[codec]:.2f}x NVIDIA reference ({REFERENCE[codec]:.0f})"
+                extra = f"  {r['wall'] / REFERENCE[codec]:.2f}x NVIDIA reference ({REFERENCE[codec]:.0f})"
             print(
-                f"[{codec}] {name:34s} {rate:7.1f} samples/s  {100 * rate / limit:5.1f}% of decode limit{extra}"
+                f"[{codec}] {name:40s} {r['wall']:6.1f} samples/s = {100 * r['wall'] / limit['wall']:5.1f}% of "
+                f"the decode limit; {r['cpu']:6.1f} per CPU-second = {100 * r['cpu'] / limit['cpu']:5.1f}%{extra}"
             )
         one, two = rates.get("training loader, 1 worker"), rates.get("training loader, 2 workers")
         if one and two:
+            load_now = open("/proc/loadavg").read().split()[0]
             print(
-                f"[{codec}] 2 workers / 1 worker: {two / one:.2f}x (load average {open('/proc/loadavg').read().split()[0]})"
+                f"[{codec}] 2 workers / 1 worker: {two['wall'] / one['wall']:.2f}x (load average {load_now})"
             )
         print(
             f"[{codec}] the trainer's uint8 -> float pixel finish: {finish_cost(pipe):.0f} ms per batch on this CPU "
@@ -469,12 +487,17 @@ def main() -> None:
 
 
 def print_markdown(rows) -> None:
-    print("\n| path | " + " | ".join(f"{c} samples/s | % of limit" for c, *_ in rows) + " |")
-    print("|---|" + "---|---|" * len(rows))
+    """The table BENCHMARKS.md records: samples/s, and its share of the decode limit by wall and CPU time."""
+    head = " | ".join(f"{c} samples/s | % of limit (wall / CPU)" for c, *_ in rows)
+    print(f"\n| path | {head} |\n|---|" + "---|---|" * len(rows))
     for name in rows[0][1]:
         cells = []
         for _, rates, _, _ in rows:
-            cells += [f"{rates[name]:.0f}", f"{100 * rates[name] / rates['decode limit']:.0f} %"]
+            r, limit = rates[name], rates["decode limit"]
+            cells += [
+                f"{r['wall']:.0f}",
+                f"{100 * r['wall'] / limit['wall']:.0f} / {100 * r['cpu'] / limit['cpu']:.0f} %",
+            ]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
