@@ -315,7 +315,7 @@ def finish_cost(pipe: Pipeline, repeats: int = 5) -> float:
     batch = next(iter(pipe.loader(0)))
     t0 = time.perf_counter()
     for _ in range(repeats):
-        finish_pixel_values(dict(batch))
+        finish_pixel_values(batch)
     return 1000 * (time.perf_counter() - t0) / repeats
 
 

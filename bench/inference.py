@@ -1,4 +1,4 @@
-"""Policy latency: one `get_action` split into data / backbone / action head / total (milliseconds).
+"""Policy latency: one `get_action` split into data / encode / denoise / total (milliseconds).
 
     python bench/inference.py                 # CPU: n16_tiny; CUDA: n16_release
     python bench/inference.py --modes eager,compile,cuda_graphs --iters 30
@@ -9,11 +9,13 @@ and latency does not depend on weight values) with horizon 50; on CPU the `n16_t
 The tiny offline tokenizer stands in for Qwen's, so the release run uses token ids < 1024 (the
 sequence is one camera's 81 image tokens plus a short instruction, as in the reference).
 
-Stages: `data` = validation + processor (image transforms, tokenisation, state normalisation) +
-collation + host→device copy; `backbone` = vision tower + LLM; `head` = state encoding and the Euler
-loop of the DiT; `total` = the three plus decoding. Modes: `eager`; `compile` (torch.compile of the
-backbone and the DiT, default inductor mode); `cuda_graphs` (torch.compile mode="reduce-overhead",
-i.e. CUDA graphs; skipped on CPU).
+Stages, each a public call: `data` = `parse_observation` + `Gr00tPolicy.prepare` (processor: image
+transforms, tokenisation, state normalisation; collation; host→device copy); `encode` =
+`Gr00tN16Model.encode` (vision tower + LLM, then the head's context: vlln, cross-attention keys/values,
+state tokens); `denoise` = `Gr00tN16Model.denoise` (the Euler loop of the DiT); `total` = the three
+plus decoding. Modes: `eager`; `compile` (`model.compile_inference()`: torch.compile of the backbone
+and the DiT, default inductor mode); `cuda_graphs` (mode="reduce-overhead", i.e. CUDA graphs;
+skipped on CPU).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from gr00t.data.processor import Gr00tProcessor  # noqa: E402
 from gr00t.data.tokenizer import build_tiny_tokenizer  # noqa: E402
 from gr00t.model.gr00t_n16 import Gr00tN16Model  # noqa: E402
 from gr00t.model.presets import load_preset  # noqa: E402
+from gr00t.policy.observation import parse_observation  # noqa: E402
 from gr00t.policy.policy import Gr00tPolicy  # noqa: E402
 
 CAMERA = (256, 256)
@@ -81,9 +84,7 @@ def build_policy(preset: str, device: torch.device) -> Gr00tPolicy:
     config = load_preset(preset, **overrides)
     with torch.device(device):
         model = Gr00tN16Model(config)
-    if device.type == "cuda":
-        model.cast_to_model_dtype()
-    else:
+    if device.type != "cuda":  # CUDA: the precision policy (bf16 frozen, fp32 trainable) as built
         model.float()
     emb = one_camera_embodiment(config.action_horizon)
     stats = {
@@ -118,36 +119,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@torch.inference_mode()
 def time_call(policy: Gr00tPolicy, obs: dict, steps: int) -> dict[str, float]:
-    dev = policy.device
+    dev, model = policy.device, policy.model
     t0 = time.perf_counter()
-    prepared = policy.prepare(obs)
+    parsed = parse_observation(obs, policy.embodiment, policy.state_action.state_dims)
+    batch = policy.prepare(parsed)
+    _sync(dev)
     t1 = time.perf_counter()
-    features, head_inputs = policy.run_backbone(prepared.batch)
+    context = model.encode(batch)
     _sync(dev)
     t2 = time.perf_counter()
     gen = torch.Generator(device=dev).manual_seed(0)
-    normalized = policy.run_head(features, head_inputs, generator=gen, num_steps=steps)
+    normalized = model.denoise(context, num_steps=steps, generator=gen)
     _sync(dev)
     t3 = time.perf_counter()
-    policy.decode(normalized, prepared)
+    policy.decode(normalized, parsed)
     t4 = time.perf_counter()
-    return {"data": t1 - t0, "backbone": t2 - t1, "head": t3 - t2, "total": t4 - t0}
+    return {"data": t1 - t0, "encode": t2 - t1, "denoise": t3 - t2, "total": t4 - t0}
 
 
 def run_mode(policy: Gr00tPolicy, mode: str, iters: int, warmup: int, steps: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     obs = observation(rng)
     if mode == "compile":
-        policy.enable_compile()
+        policy.model.compile_inference()
     elif mode == "cuda_graphs":
-        policy.enable_compile(mode="reduce-overhead")
+        policy.model.compile_inference(mode="reduce-overhead")
     compile_s = time.perf_counter()
     for _ in range(warmup):
         time_call(policy, obs, steps)
     compile_s = time.perf_counter() - compile_s
     runs = [time_call(policy, obs, steps) for _ in range(iters)]
-    policy.disable_compile()
+    policy.model.eager_inference()
     out = {k: 1000 * statistics.median(r[k] for r in runs) for k in runs[0]}
     out["p90_total"] = 1000 * sorted(r["total"] for r in runs)[int(0.9 * (len(runs) - 1))]
     out["warmup_s"] = compile_s
@@ -186,7 +190,7 @@ def main() -> int:
         f"# inference latency: {preset} on {name}, one {CAMERA[0]}x{CAMERA[1]} camera, batch 1, "
         f"{args.steps} denoising steps, horizon {policy.model.config.action_horizon}, torch {torch.__version__}"
     )
-    print(f"{'mode':<12} {'data':>8} {'backbone':>9} {'head':>8} {'total':>8} {'p90':>8} {'Hz':>7}  warmup")
+    print(f"{'mode':<12} {'data':>8} {'encode':>9} {'denoise':>8} {'total':>8} {'p90':>8} {'Hz':>7}  warmup")
     for mode in args.modes.split(","):
         if mode not in ("eager", "compile", "cuda_graphs"):
             raise SystemExit(f"unknown mode {mode!r}")
@@ -196,11 +200,11 @@ def main() -> int:
         try:
             r = run_mode(policy, mode, args.iters, args.warmup, args.steps)
         except Exception as exc:  # a compiler failure must not hide the other modes' figures
-            policy.disable_compile()
+            policy.model.eager_inference()
             print(f"{mode:<12} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
             continue
         print(
-            f"{mode:<12} {r['data']:8.2f} {r['backbone']:9.2f} {r['head']:8.2f} {r['total']:8.2f} "
+            f"{mode:<12} {r['data']:8.2f} {r['encode']:9.2f} {r['denoise']:8.2f} {r['total']:8.2f} "
             f"{r['p90_total']:8.2f} {1000 / r['total']:7.1f}  {r['warmup_s']:.1f}s",
             flush=True,
         )

@@ -13,27 +13,32 @@ import time
 import torch
 
 from gr00t.model.action_head import FlowMatchingActionHead
+from gr00t.model.backbones.eagle_processing import EagleInputs
+from gr00t.model.batch import Gr00tBatch, HeadInputs
 from gr00t.model.gr00t_n16 import Gr00tN16Model
 from gr00t.model.presets import load_preset
 
 
-def tiny_batch(cfg, batch_size: int = 2, patches: tuple[int, int] = (4, 4)) -> dict[str, torch.Tensor]:
+def tiny_batch(cfg, batch_size: int = 2, patches: tuple[int, int] = (4, 4)) -> Gr00tBatch:
     """A model batch for the n16_tiny Eagle layout: one image per sample, text around it."""
     rows, cols = patches
     n_tokens = (rows // cfg.downsample_factor) * (cols // cfg.downsample_factor)
     seq = [5, 6, 7, cfg.img_start_token_id] + [cfg.image_token_id] * n_tokens + [cfg.img_end_token_id, 8]
     patch_dim = 3 * cfg.vision_config["patch_size"] ** 2
-    return {
-        "input_ids": torch.tensor([seq] * batch_size),
-        "attention_mask": torch.ones(batch_size, len(seq), dtype=torch.long),
-        "pixel_values": torch.rand(batch_size, rows * cols, patch_dim) * 2 - 1,
-        "pixel_attention_mask": torch.ones(batch_size, rows * cols, dtype=torch.bool),
-        "spatial_shapes": torch.tensor([[rows, cols]] * batch_size),
-        "state": torch.randn(batch_size, cfg.state_horizon, cfg.max_state_dim),
-        "action": torch.rand(batch_size, cfg.action_horizon, cfg.max_action_dim) * 2 - 1,
-        "action_mask": torch.ones(batch_size, cfg.action_horizon, cfg.max_action_dim),
-        "embodiment_id": torch.full((batch_size,), 10, dtype=torch.long),
-    }
+    backbone = EagleInputs(
+        input_ids=torch.tensor([seq] * batch_size),
+        attention_mask=torch.ones(batch_size, len(seq), dtype=torch.long),
+        pixel_values=torch.rand(batch_size, rows * cols, patch_dim) * 2 - 1,
+        pixel_attention_mask=torch.ones(batch_size, rows * cols, dtype=torch.bool),
+        spatial_shapes=torch.tensor([[rows, cols]] * batch_size),
+    )
+    head = HeadInputs(
+        state=torch.randn(batch_size, cfg.state_horizon, cfg.max_state_dim),
+        embodiment_id=torch.full((batch_size,), 10, dtype=torch.long),
+        action=torch.rand(batch_size, cfg.action_horizon, cfg.max_action_dim) * 2 - 1,
+        action_mask=torch.ones(batch_size, cfg.action_horizon, cfg.max_action_dim),
+    )
+    return Gr00tBatch(backbone, head)
 
 
 def bench_tiny_train_step(iters: int) -> None:
@@ -44,7 +49,7 @@ def bench_tiny_train_step(iters: int) -> None:
     times = []
     for i in range(iters + 1):
         start = time.perf_counter()
-        model(**batch).loss.backward()
+        model(batch).loss.backward()
         model.zero_grad(set_to_none=True)
         if i:  # first iteration is warm-up
             times.append(time.perf_counter() - start)

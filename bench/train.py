@@ -115,9 +115,12 @@ def bench_cpu(args: argparse.Namespace) -> None:
 # ---- CUDA: n16 default finetune unfreezing ----------------------------------------------------------------
 
 
-def synthetic_batch(config, batch_size: int, device, text_tokens: int = 20, image_side: int = 252) -> dict:
-    """A model batch (ARCHITECTURE.md layout, eagle backbone) for one camera of `image_side` pixels."""
+def synthetic_batch(config, batch_size: int, device, text_tokens: int = 20, image_side: int = 252):
+    """A `Gr00tBatch` (eagle backbone) for one camera of `image_side` pixels."""
     import torch
+
+    from gr00t.model.backbones.eagle_processing import EagleInputs
+    from gr00t.model.batch import Gr00tBatch, HeadInputs
 
     patch = int(config.vision_config.get("patch_size", 14))
     grid = image_side // patch
@@ -138,31 +141,34 @@ def synthetic_batch(config, batch_size: int, device, text_tokens: int = 20, imag
         dim=1,
     )
     a, s = config.max_action_dim, config.max_state_dim
-    return {
-        "input_ids": ids.to(device),
-        "attention_mask": torch.ones(batch_size, seq, dtype=torch.long, device=device),
-        "pixel_values": torch.rand(batch_size, grid * grid, 3 * patch * patch, device=device) * 2 - 1,
-        "pixel_attention_mask": torch.ones(batch_size, grid * grid, dtype=torch.bool, device=device),
-        "spatial_shapes": torch.tensor([[grid, grid]] * batch_size, dtype=torch.long, device=device),
-        "state": torch.randn(batch_size, 1, s, device=device),
-        "action": torch.randn(batch_size, config.action_horizon, a, device=device),
-        "action_mask": torch.ones(batch_size, config.action_horizon, a, device=device),
-        "embodiment_id": torch.full((batch_size,), 10, dtype=torch.long, device=device),
-    }
+    backbone = EagleInputs(
+        input_ids=ids,
+        attention_mask=torch.ones(batch_size, seq, dtype=torch.long),
+        pixel_values=torch.rand(batch_size, grid * grid, 3 * patch * patch) * 2 - 1,
+        pixel_attention_mask=torch.ones(batch_size, grid * grid, dtype=torch.bool),
+        spatial_shapes=torch.tensor([[grid, grid]] * batch_size, dtype=torch.long),
+    )
+    head = HeadInputs(
+        state=torch.randn(batch_size, 1, s),
+        embodiment_id=torch.full((batch_size,), 10, dtype=torch.long),
+        action=torch.randn(batch_size, config.action_horizon, a),
+        action_mask=torch.ones(batch_size, config.action_horizon, a),
+    )
+    return Gr00tBatch(backbone, head).to(device)
 
 
-def train_steps(model, optimizer, batch: dict, steps: int, dtype) -> float:
+def train_steps(model, optimizer, batch, steps: int, dtype) -> float:
     """Mean seconds per optimiser step (bf16 autocast, grad clip 1.0) after one warm-up step."""
     import torch
 
-    device = batch["input_ids"].device
+    device = batch.backbone.input_ids.device
     times = []
     for i in range(steps + 1):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = model(**batch).loss
+            loss = model(batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()

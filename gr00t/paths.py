@@ -25,7 +25,7 @@ from pathlib import Path
 CONFIG_DIR_ENV = "GR00T_CONFIG_DIR"
 # Extra single-kind folders: kind -> environment variable.
 _KIND_ENV = {"data_mixtures": "GR00T_MIXTURES_DIR", "recipes": "GR00T_RECIPES_DIR"}
-KINDS = ("recipes", "model", "trainer", "launcher", "embodiment", "data_mixtures", "deepspeed")
+KINDS = ("recipes", "model", "trainer", "memory", "launcher", "embodiment", "data_mixtures", "deepspeed")
 
 
 def shipped_root() -> Path:

@@ -30,6 +30,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from gr00t.data.modality import ModalityError
     from gr00t.data.stats import StatsError
     from gr00t.hub import HubError
+    from gr00t.model.checkpoint_files import IncompleteCheckpointError
+    from gr00t.train.run_lock import RunDirLocked
 
     errors: list[type[BaseException]] = [
         ConfigError,
@@ -38,6 +40,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
         ModalityError,
         StatsError,
         HubError,
+        RunDirLocked,
+        IncompleteCheckpointError,
     ]
     loaded = sys.modules  # only types whose (heavy) modules are already imported can have been raised
     if "gr00t.train.build_data" in loaded:

@@ -2,9 +2,10 @@
 
 Open-loop evaluation: replays recorded episodes through the policy (loaded locally from
 `checkpoint`, or queried over the network from a running `gr00t-serve` with `server=host:port`),
-querying every `action_horizon` steps, and reports un-normalised MSE/MAE per action key. Writes
-`metrics.json` and one PNG per episode (predicted vs ground truth, query points marked) into
-`output_dir`.
+querying every `action_horizon` steps, and reports un-normalised MSE/MAE per action key and per
+dimension (named with the dataset's joint names). Writes `metrics.json` and one PNG per episode
+(recorded vs predicted per dimension, query points marked, a header with checkpoint, episode and
+task) into `output_dir`.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _eval(argv: list[str]) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from gr00t.data.dataset import Gr00tDataset
-    from gr00t.eval.open_loop import as_action_fn, run_open_loop, write_report
+    from gr00t.eval.open_loop import format_report, run_open_loop, write_report
 
     dataset = Gr00tDataset(data, embodiment)
     if episodes is None:
@@ -116,28 +117,25 @@ def _eval(argv: list[str]) -> int:
         episodes = episodes[: args.max_episodes]
 
     policy, closer, name = _load_policy(args, checkpoint, tag)
+    source = str(checkpoint) if checkpoint is not None else f"server {args.server}"
     out_dir = Path(args.output_dir) if args.output_dir else Path("outputs") / "open_loop" / name
     try:
         report = run_open_loop(
-            as_action_fn(policy),
+            policy,
             dataset,
             episodes=episodes,
             action_horizon=args.action_horizon,
             max_steps=args.max_steps,
             plot_dir=out_dir if args.plots else None,
             seed=args.seed,
+            source=source,
         )
     finally:
         if closer is not None:
             closer()
     path = write_report(report, out_dir / "metrics.json")
-    print(
-        f"open-loop evaluation: {len(report.episodes)} episode(s), query every {report.action_horizon} steps"
-    )
-    for key, m in report.metrics["per_key"].items():
-        print(f"  {key:<20} MSE {m['mse']:.6g}  MAE {m['mae']:.6g}")
-    print(f"  {'all':<20} MSE {report.metrics['mse']:.6g}  MAE {report.metrics['mae']:.6g}")
-    print(f"metrics: {path}")
+    print(format_report(report))
+    print(f"metrics: {path}" + (f"; plots: {out_dir}/episode_*.png" if args.plots else ""))
     return 0
 
 

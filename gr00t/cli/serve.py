@@ -2,11 +2,14 @@
 
 Loads a checkpoint as a `Gr00tPolicy` and serves it with the reference GR00T ZeroMQ protocol until a
 client sends ``kill`` (or Ctrl-C / SIGTERM). The API token may also come from ``GR00T_API_TOKEN`` so
-that it does not show in the process list.
+that it does not show in the process list. Each request's cost is bounded by the ``max_*`` keys
+(`gr00t.policy.limits`): batch size, frames, pixels, aspect ratio, denoising steps, instruction length,
+RTC fields; a request beyond them is answered with ``{"error": ...}`` before any image work.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -17,7 +20,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from gr00t.cli.common import run_main
+from gr00t.cli.common import UsageError, run_main
 from gr00t.cli.keyvalue import setting as _key
 
 
@@ -34,6 +37,22 @@ class ServeArgs:
     denoising_steps: int | None = _key(None, "Euler steps per action chunk; null = the model config value")
     seed: int | None = _key(None, "seed for the initial noise of every call; null = fresh noise per call")
     max_message_mb: float = _key(64.0, "reject requests larger than this; twice this drops the connection")
+    # per-request cost bounds (gr00t.policy.limits.RequestLimits), checked before any image work
+    max_batch_size: int = _key(64, "reject requests with more observation rows (batch B)")
+    max_frames: int = _key(16, "reject more frames per camera view (T)")
+    max_image_pixels: int = _key(2048 * 2048, "reject frames with more pixels (H x W)")
+    max_aspect_ratio: float = _key(
+        8.0, "reject frames whose longer side exceeds the shorter one this many times"
+    )
+    max_request_pixels: int = _key(16 * 1024 * 1024, "reject requests whose frames hold more pixels in all")
+    max_denoising_steps: int = _key(64, "reject options.denoising_steps above this")
+    max_instruction_chars: int = _key(4096, "reject longer language instructions")
+    max_channels: int = _key(4, "reject frames with more channels (C)")
+    max_array_values: int = _key(1024 * 1024, "reject other arrays (state, RTC actions) with more values")
+    max_rtc_steps: int = _key(
+        1024, "reject options.rtc frozen/overlap steps or prev_actions longer than this"
+    )
+    max_keys: int = _key(256, "reject observation mappings with more keys")
     log_level: str = _key("INFO", "python logging level")
     config_dir: str | None = _key(
         None, "a folder of your own configs (embodiment/*.yaml), added to the shipped ones"
@@ -61,6 +80,12 @@ def _serve(argv: list[str]) -> int:
     args = parse_settings(ServeArgs, argv, "gr00t-serve", __doc__ or "")
     if args is None:
         return 0
+    from gr00t.policy.limits import RequestLimits
+
+    try:
+        limits = RequestLimits.from_mapping(dataclasses.asdict(args))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     checkpoint = checks.checkpoint("checkpoint", args.checkpoint, "gr00t-serve")
     tag = checks.checkpoint_embodiment(checkpoint, args.embodiment)
     logging.basicConfig(
@@ -85,6 +110,7 @@ def _serve(argv: list[str]) -> int:
         port=args.port,
         api_token=token,
         max_message_bytes=int(args.max_message_mb * 1024 * 1024),
+        limits=limits,
     )
 
     def _terminate(signum: int, _frame: Any) -> None:

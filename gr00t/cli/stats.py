@@ -4,6 +4,9 @@ Reads only the parquet columns (never the videos), so it runs in seconds even on
 `gr00t-stats <dataset> write_modality=true` (or `--write-modality`) first writes a default
 meta/modality.json derived from meta/info.json, to check and edit before training.
 The old spelling `gr00t-stats <dataset> --embodiment <name>` still works.
+Statistics already in the files are kept; absent ones are added. Statistics that do not fit the
+embodiment (wrong widths or horizon, NaN) are an error unless ``recompute=true`` (``--recompute``)
+replaces them.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ class StatsArgs:
     )
     write_modality: bool = setting(False, "write a default meta/modality.json from meta/info.json first")
     overwrite_modality: bool = setting(False, "with write_modality: replace an existing modality.json")
+    recompute: bool = setting(
+        False,
+        "recompute and replace our statistics even where the files hold some (without it, existing "
+        "statistics are kept and ones that do not fit the embodiment are an error)",
+    )
     quiet: bool = setting(False, "print only the written paths")
     config_dir: str | None = setting(None, "a folder of your own configs, added to the shipped ones")
 
@@ -80,11 +88,17 @@ def _stats(argv: list[str]) -> int:
 
     emb = load_embodiment(args.embodiment)
     checks.dataset("dataset", str(root), emb)
-    from gr00t.data.stats import compute_stats, write_stats
+    from gr00t.data.stats import StatsError, check_stats, compute_stats, write_stats
+    from gr00t.data.stats_check import how_to_fix
 
     start = time.perf_counter()
+    report = check_stats(root, emb)
+    if report.problems and not args.recompute:
+        raise StatsError(f"{'; '.join(report.problems)}. {how_to_fix(root, emb, report)}")
     columns, relative = compute_stats(root, emb)
-    stats_path, rel_path = write_stats(root, columns, relative, emb)
+    written = args.recompute or not report.ok
+    if written:
+        stats_path, rel_path = write_stats(root, columns, relative, emb, replace=args.recompute)
     elapsed = time.perf_counter() - start
     if not args.quiet:
         frames = max(int(s["count"]) for s in columns.values())
@@ -98,8 +112,13 @@ def _stats(argv: list[str]) -> int:
                 f"  relative {key}  [H={s['mean'].shape[0]}, D={s['mean'].shape[1]}] from {int(s['count'])} chunks"
             )
             print(f"    |mean| max per step {_fmt(np.abs(s['mean']).max(-1))}")
-    print(f"wrote {stats_path}")
-    print(f"wrote {rel_path}")
+    if not written:
+        print(
+            f"statistics of {root} are complete and fit {emb.name}: nothing written (recompute=true replaces them)"
+        )
+        return 0
+    print(f"{'replaced' if args.recompute else 'wrote'} {stats_path}")
+    print(f"{'replaced' if args.recompute else 'wrote'} {rel_path}")
     return 0
 
 

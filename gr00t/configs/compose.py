@@ -27,7 +27,7 @@ from gr00t.paths import add_user_config_dir, available, find_file, search_dirs, 
 RECIPE_BASE = "recipe_base"
 PRESET_ROOT = "model_preset"
 UNSET = "_unset_"  # an empty `model` option: shows which model keys the recipe files set
-GROUPS = ("model", "embodiment", "trainer", "launcher")
+GROUPS = ("model", "embodiment", "trainer", "memory", "launcher")
 _registered: set[str] = set()
 _explicit_files: dict[str, Path] = {}  # `embodiment` option -> the robot YAML file it was given as
 

@@ -6,8 +6,11 @@
 of the wrong type or outside an enum's choices while composing, before anything runs.
 The ``embodiment`` node is the robot's YAML file, validated by `gr00t.data.embodiment`.
 
-Adding a config group (e.g. ``memory=<profile>``): a dataclass here, a field on `RecipeConfig`,
-an entry in its defaults list, and a folder of YAML files under `gr00t/configs/`.
+Adding a config group: a dataclass here, a field on `RecipeConfig`, an entry in its defaults list,
+and a folder of YAML files under `gr00t/configs/`. The ``memory`` group is the exception that
+needs no node of its own: its files (``# @package trainer``) set `TrainerConfig` keys (memory
+profile name, optimiser, activation checkpointing, DeepSpeed config), composed after the
+``trainer`` group so a profile applies to any trainer.
 """
 
 from __future__ import annotations
@@ -166,6 +169,7 @@ def _recipe_defaults() -> list[Any]:
         {"model": "n16"},
         {"embodiment": "new_embodiment"},
         {"trainer": "finetune"},
+        {"memory": "default"},
         {"launcher": "local"},
     ]
 
@@ -189,6 +193,9 @@ class RecipeConfig:
     # None: runs/<recipe>/<trainer.run_name or embodiment-dataset name>, so re-running resumes.
     run_dir: str | None = None
     resume: bool = True  # false: start over (earlier checkpoints are moved aside, never deleted)
+    # Dataset statistics that do not fit the embodiment (widths, horizon) are an error naming file, key
+    # and shapes; true recomputes and replaces them (absent statistics are always computed).
+    recompute_stats: bool = False
     seed: int = 42
     image: ImageConfig = field(default_factory=ImageConfig)
     vlm: VlmConfig = field(default_factory=VlmConfig)

@@ -10,15 +10,13 @@ of every frame hold two bar codes (frame index, episode index) that survive comp
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gr00t import atomic
 from gr00t.data.video_encode import encode_video, resolve_encoder
 
 EMBODIMENT = "new_embodiment"
@@ -198,13 +196,11 @@ def _numeric_stats(values: np.ndarray) -> dict:
 
 
 def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=4))
+    atomic.write_json(path, data, indent=4)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 # ----------------------------------------------------------------------------- writers
@@ -383,19 +379,11 @@ def write_demo_dataset(
             video_path="videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         )
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+    with atomic.atomic_dir(root, replace=True) as tmp:
         if version == "v2.1":
             _write_v21(tmp, episodes, encoder, info, gop, crf)
         else:
             _write_v30(tmp, episodes, encoder, info, gop, crf, episodes_per_file or num_episodes)
         _write_json(tmp / "meta/info.json", info)
         _write_json(tmp / "meta/modality.json", demo_modality())
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return root

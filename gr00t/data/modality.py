@@ -14,11 +14,12 @@ default "annotation.<name>"; "task_index" is common too).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from gr00t import atomic
 
 MODALITY_PATH = "meta/modality.json"
 DEFAULT_ORIGINAL_KEYS = {"state": "observation.state", "action": "action"}
@@ -317,7 +318,5 @@ def write_default_modality(root: str | Path, overwrite: bool = False) -> Path:
     data = default_modality(json.loads(info_path.read_text()))
     if not data["state"] and not data["action"]:
         raise ModalityError(f"{info_path}: no 'observation.state*' or 'action*' vector features to describe")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=4) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, data, indent=4, newline=True)
     return path

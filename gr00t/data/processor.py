@@ -4,8 +4,8 @@ The same object serves training and deployment (SPEC §2.3/§2.4, ARCHITECTURE.m
 
 * images: GR00T train/eval transforms (`image_transforms.ImageTransform`), one random draw for all
   frames and views of a sample, then the backbone's own resize/normalise/patchify and the
-  instruction (lower-cased, punctuation stripped) with images in time-major order
-  (`vlm_inputs.VLMInputBuilder`, eagle or qwen3_vl layout);
+  instruction (lower-cased, punctuation stripped) with images in time-major order (the backbone's
+  `InputBuilder`, picked by `gr00t.model.backbones.build_input_builder`);
 * state/action: `state_action.StateActionProcessor` of the sample's embodiment — state padded to
   `max_state_dim`, actions to `[action_horizon, max_action_dim]` with `action_mask`;
 * `embodiment_id` = the embodiment's projector index;
@@ -21,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,26 +29,16 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from gr00t import atomic
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.image_transforms import ImageTransform, ImageTransformConfig
 from gr00t.data.state_action import StateActionProcessor
 from gr00t.data.tokenizer import load_tokenizer
-from gr00t.data.vlm_inputs import VLMInputBuilder
+from gr00t.model.backbones import InputBuilder, build_input_builder, input_builder_from_dict
 
 CONFIG_NAME = "processor_config.json"
 TOKENIZER_DIR = "tokenizer"
 FORMAT_VERSION = 1
-_VLM_FIELDS = (
-    "backbone_type",
-    "patch_size",
-    "merge_size",
-    "temporal_patch_size",
-    "min_pixels",
-    "max_pixels",
-    "image_token_id",
-    "formalize_language",
-    "resize_backend",
-)
 
 
 class Gr00tProcessor:
@@ -59,7 +47,7 @@ class Gr00tProcessor:
     Args:
         state_action: one `StateActionProcessor` per embodiment (keyed by its tag); all must share
             the model's `max_state_dim`, `max_action_dim` and action horizon.
-        vlm: the backbone input builder (`VLMInputBuilder.from_config(model_config, tokenizer)`).
+        vlm: the backbone's input builder (`build_input_builder(model_config, tokenizer)`).
         image_config: GR00T image transform settings.
         training: train-mode (random) or eval-mode (centre crop) image transforms.
     """
@@ -67,7 +55,7 @@ class Gr00tProcessor:
     def __init__(
         self,
         state_action: Sequence[StateActionProcessor] | Mapping[str, StateActionProcessor],
-        vlm: VLMInputBuilder,
+        vlm: InputBuilder,
         image_config: ImageTransformConfig | None = None,
         training: bool = True,
     ) -> None:
@@ -112,7 +100,7 @@ class Gr00tProcessor:
         vlm_overrides: Mapping[str, Any] | None = None,
     ) -> Gr00tProcessor:
         """Build from a `Gr00tN16Config` and `(embodiment, stats, relative_stats)` triples;
-        ``vlm_overrides`` adjusts `VLMInputBuilder` fields (e.g. ``min_pixels``)."""
+        ``vlm_overrides`` adjusts input builder fields (e.g. ``min_pixels``)."""
         procs = [
             StateActionProcessor(
                 load_embodiment(emb),
@@ -126,7 +114,7 @@ class Gr00tProcessor:
             )
             for emb, stats, rel in embodiments
         ]
-        vlm = VLMInputBuilder.from_config(model_config, tokenizer, **dict(vlm_overrides or {}))
+        vlm = build_input_builder(model_config, tokenizer, **dict(vlm_overrides or {}))
         return cls(procs, vlm, image_config, training)
 
     @property
@@ -163,7 +151,8 @@ class Gr00tProcessor:
     def __call__(
         self, sample: Mapping[str, Any], rng: np.random.Generator | int | None = None
     ) -> dict[str, Any]:
-        """One raw sample (ARCHITECTURE.md) → tensors for `Gr00tCollator`. ``rng`` drives the
+        """One raw sample (ARCHITECTURE.md) → ``{"backbone": <the backbone's inputs>, "state",
+        "action", "action_mask", "embodiment_id"}`` for `Gr00tCollator`. ``rng`` drives the
         training-mode image augmentation (one draw for all frames and views)."""
         sap = self._embodiment(sample.get("embodiment"))
         emb = sap.embodiment
@@ -189,7 +178,7 @@ class Gr00tProcessor:
         language = sample.get("language")
         if not isinstance(language, str):
             raise ValueError(f"sample['language'] must be the instruction string, got {language!r}")
-        out: dict[str, Any] = dict(self.vlm(language, images))
+        out: dict[str, Any] = {"backbone": self.vlm(language, images)}
 
         state, _ = sap.encode_state(sample["state"])
         out["state"] = torch.from_numpy(state)
@@ -217,7 +206,7 @@ class Gr00tProcessor:
             "max_state_dim": self.max_state_dim,
             "max_action_dim": self.max_action_dim,
             "action_horizon": self.action_horizon,
-            "vlm": {f: getattr(self.vlm, f) for f in _VLM_FIELDS},
+            "vlm": self.vlm.to_dict(),
             "image": dataclasses.asdict(self.image_config),
             "embodiments": {tag: p.to_dict() for tag, p in self.state_action.items()},
         }
@@ -226,16 +215,9 @@ class Gr00tProcessor:
         """Write `processor_config.json` and `tokenizer/` into ``directory`` (atomically per file)."""
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".processor-", dir=target))
-        try:
-            (staging / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2))
-            self.tokenizer.save_pretrained(str(staging / TOKENIZER_DIR))
-            if (target / TOKENIZER_DIR).exists():
-                shutil.rmtree(target / TOKENIZER_DIR)
-            os.replace(staging / TOKENIZER_DIR, target / TOKENIZER_DIR)
-            os.replace(staging / CONFIG_NAME, target / CONFIG_NAME)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with atomic.atomic_dir(target / TOKENIZER_DIR, replace=True) as staging:
+            self.tokenizer.save_pretrained(str(staging))
+        atomic.write_json(target / CONFIG_NAME, self.to_dict())
         return target
 
     @classmethod
@@ -257,5 +239,5 @@ class Gr00tProcessor:
             )
         tokenizer = load_tokenizer(Path(directory) / TOKENIZER_DIR)
         procs = [StateActionProcessor.from_dict(d) for d in data["embodiments"].values()]
-        vlm = VLMInputBuilder(tokenizer=tokenizer, **data["vlm"])
+        vlm = input_builder_from_dict(tokenizer, data["vlm"])
         return cls(procs, vlm, ImageTransformConfig(**data["image"]), training)

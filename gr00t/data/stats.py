@@ -1,319 +1,62 @@
-"""Dataset statistics for normalisation (SPEC §2.3), computed from parquet columns only.
+"""Statistics files of a dataset (SPEC §2.3): reading, validating and writing them.
 
-Files (written atomically, merged into what is already there):
+Files (written atomically with ordinary modes, merged into what is already there):
 - `meta/stats.json` — LeRobot layout, one entry per parquet column (`observation.state`, `action`,
   ...) with `mean`, `std`, `min`, `max`, `q01`, `q99` (lists over the column's dims) and `count`.
   Other entries (e.g. LeRobot's image statistics) and other stats of the same entry (e.g. LeRobot's
-  q10/q50/q90) are kept. Group statistics are slices of these
-  through `meta/modality.json`.
+  q10/q50/q90) are kept. Group statistics are slices of these through `meta/modality.json`.
 - `meta/relative_stats.json` — for the relative action groups of one embodiment: per group, arrays
   [H, D] over every valid chunk (a[t + delta] relative to the reference state at t), plus the
   horizon, delta indices and reference semantics they were computed with, so a mismatch is caught.
 
+Validation (`check_stats`): every statistic's shape is checked against the column's width
+(`meta/info.json`, else `meta/modality.json`) and, for relative statistics, against the
+embodiment's horizon and group width; values must be finite. What is absent is computed and added;
+what is present but wrong is an error naming the file, key and both shapes unless the caller asks
+to recompute (`recompute_stats=true`, `gr00t-stats --recompute`). Nothing is overwritten silently.
+
 Grouped form used by the StateActionProcessor:
 `{"state": {key: {stat: np.ndarray [D]}}, "action": {...}}` and `{key: {stat: np.ndarray [H, D]}}`.
-
-Exact mean/std/min/max are accumulated in float64 for any dataset size; q01/q99 come from all rows
-up to `max_quantile_rows` rows, beyond that from a uniform random subset of that many rows.
+Computation lives in `gr00t.data.stats_compute` (re-exported here).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gr00t import atomic
 from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
-from gr00t.data.state_action import to_relative
+from gr00t.data.stats_check import (
+    RELATIVE_STATS_FILE,
+    STATS_FILE,
+    StatsCheck,
+    check_stats,
+    how_to_fix,
+    read_json,
+)
+from gr00t.data.stats_compute import (
+    MAX_QUANTILE_ROWS,
+    STAT_KEYS,
+    GroupSlice,
+    Stats,
+    StatsAccumulator,
+    StatsError,
+    array_stats,
+    compute_stats,
+    group_slices,
+    iter_episode_columns,
+    merge_stats,
+    modality_groups,
+    relative_signature,
+    valid_starts,
+)
 
-STATS_FILE = "meta/stats.json"
-RELATIVE_STATS_FILE = "meta/relative_stats.json"
-STAT_KEYS = ("mean", "std", "min", "max", "q01", "q99")
-MAX_QUANTILE_ROWS = 200_000
-
-Stats = dict[str, np.ndarray]  # stat name -> array ([D] or [H, D]); "count" is a scalar array
-
-
-class StatsError(ValueError):
-    """Statistics are missing, malformed or incompatible with the embodiment."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Accumulation
-# ----------------------------------------------------------------------------------------------
-
-
-class StatsAccumulator:
-    """Streaming statistics over rows of shape `row_shape` ([D] or [H, D])."""
-
-    def __init__(self, max_quantile_rows: int = MAX_QUANTILE_ROWS, seed: int = 0):
-        self.count = 0
-        self.mean: np.ndarray | None = None
-        self.m2: np.ndarray | None = None
-        self.min: np.ndarray | None = None
-        self.max: np.ndarray | None = None
-        self._cap = max_quantile_rows
-        self._rng = np.random.default_rng(seed)
-        self._rows: list[np.ndarray] = []
-        self._keys: list[np.ndarray] = []
-        self._kept = 0
-
-    def add(self, rows: np.ndarray) -> None:
-        """Add rows [N, *row_shape]."""
-        x = np.asarray(rows, dtype=np.float64)
-        n = x.shape[0]
-        if n == 0:
-            return
-        if not np.all(np.isfinite(x)):
-            raise StatsError("statistics input contains NaN or infinity")
-        mean = x.mean(0)
-        m2 = ((x - mean) ** 2).sum(0)
-        if self.mean is None:
-            self.count, self.mean, self.m2, self.min, self.max = n, mean, m2, x.min(0), x.max(0)
-        else:
-            if x.shape[1:] != self.mean.shape:
-                raise StatsError(f"row shape changed from {self.mean.shape} to {x.shape[1:]}")
-            total = self.count + n
-            delta = mean - self.mean
-            self.mean = self.mean + delta * (n / total)
-            self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
-            self.count = total
-            self.min = np.minimum(self.min, x.min(0))
-            self.max = np.maximum(self.max, x.max(0))
-        # bottom-k by random key = a uniform sample without replacement, mergeable batch by batch
-        self._rows.append(x)
-        self._keys.append(self._rng.random(n))
-        self._kept += n
-        if self._kept > 2 * self._cap:
-            self._shrink()
-
-    def _shrink(self) -> None:
-        rows, keys = np.concatenate(self._rows), np.concatenate(self._keys)
-        if len(keys) > self._cap:
-            keep = np.argpartition(keys, self._cap)[: self._cap]
-            rows, keys = rows[keep], keys[keep]
-        self._rows, self._keys, self._kept = [rows], [keys], len(keys)
-
-    def result(self) -> Stats:
-        if self.mean is None:
-            raise StatsError("no data to compute statistics from")
-        self._shrink()
-        sample = self._rows[0]
-        q01, q99 = np.quantile(sample, [0.01, 0.99], axis=0)
-        return {
-            "mean": self.mean,
-            "std": np.sqrt(np.maximum(self.m2 / self.count, 0.0)),
-            "min": self.min,
-            "max": self.max,
-            "q01": q01,
-            "q99": q99,
-            "count": np.array(self.count),
-        }
-
-
-def array_stats(rows: np.ndarray) -> Stats:
-    """Statistics of rows [N, ...] in one go."""
-    acc = StatsAccumulator()
-    acc.add(rows)
-    return acc.result()
-
-
-def merge_stats(parts: Sequence[Mapping[str, Any]], weights: Sequence[float] | None = None) -> Stats:
-    """Merge statistics of several datasets (SPEC §2.3): weighted mean, pooled variance
-    `Σw(σ²+μ²) − (Σwμ)²`, min of mins, max of maxes, q01 = min of q01s, q99 = max of q99s.
-    Weights default to each part's `count` and are normalised to sum to 1."""
-    if not parts:
-        raise StatsError("nothing to merge")
-    if weights is None:
-        if any("count" not in p for p in parts):
-            raise StatsError("merge_stats needs weights or a 'count' in every part")
-        weights = [float(np.asarray(p["count"]).sum()) for p in parts]
-    w = np.asarray(weights, dtype=np.float64)
-    if len(w) != len(parts) or np.any(w < 0) or w.sum() <= 0:
-        raise StatsError(f"bad merge weights {list(weights)}")
-    w = w / w.sum()
-    arr = {k: [np.asarray(p[k], dtype=np.float64) for p in parts] for k in STAT_KEYS}
-    shapes = {a.shape for a in arr["mean"]}
-    if len(shapes) != 1:
-        raise StatsError(f"cannot merge statistics of different shapes {sorted(shapes)}")
-    shape_w = w.reshape((-1,) + (1,) * arr["mean"][0].ndim)
-    means, stds = np.stack(arr["mean"]), np.stack(arr["std"])
-    mean = (shape_w * means).sum(0)
-    var = (shape_w * (stds**2 + means**2)).sum(0) - mean**2
-    out: Stats = {
-        "mean": mean,
-        "std": np.sqrt(np.maximum(var, 0.0)),
-        "min": np.min(np.stack(arr["min"]), 0),
-        "max": np.max(np.stack(arr["max"]), 0),
-        "q01": np.min(np.stack(arr["q01"]), 0),
-        "q99": np.max(np.stack(arr["q99"]), 0),
-    }
-    if all("count" in p for p in parts):
-        out["count"] = np.array(sum(int(np.asarray(p["count"]).sum()) for p in parts))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading a dataset's numeric columns (never its videos)
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GroupSlice:
-    """Where one state/action group lives: parquet column and [start, end) of its vector."""
-
-    column: str
-    start: int
-    end: int
-
-
-def group_slices(root: Path, embodiment: EmbodimentConfig) -> dict[str, dict[str, GroupSlice]]:
-    """modality.json slices of the embodiment's state and action groups."""
-    modality = _load_modality(root)
-    out: dict[str, dict[str, GroupSlice]] = {"state": {}, "action": {}}
-    for section, keys in (("state", embodiment.state.keys), ("action", embodiment.action.keys)):
-        available = modality_groups(modality, section)
-        for key in keys:
-            if key not in available:
-                raise StatsError(
-                    f"{root}/meta/modality.json: {section} group {key!r} required by embodiment "
-                    f"{embodiment.tag!r} ({embodiment.source}) is missing; it has {sorted(available)}"
-                )
-            out[section][key] = available[key]
-    return out
-
-
-def modality_groups(modality: Any, section: str) -> dict[str, GroupSlice]:
-    """Group slices of one section ("state" / "action") of a parsed modality description."""
-    default_column = "observation.state" if section == "state" else "action"
-    groups = getattr(modality, section, None)
-    if groups is None and isinstance(modality, Mapping):
-        groups = modality.get(section, {})
-    out = {}
-    for key, spec in (groups or {}).items():
-        get = (
-            spec.get
-            if isinstance(spec, Mapping)
-            else (lambda name, default=None, s=spec: getattr(s, name, default))
-        )
-        column = get("original_key") or get("column") or default_column
-        out[key] = GroupSlice(str(column), int(get("start")), int(get("end")))
-    return out
-
-
-def _load_modality(root: Path) -> Any:
-    from gr00t.data.modality import load_modality
-
-    return load_modality(root)
-
-
-def iter_episode_columns(root: Path, columns: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
-    """Yield, per episode, {column: float64 [len, D]} from the parquet files (videos are neither
-    opened nor required to exist)."""
-    from gr00t.data.lerobot import open_lerobot_dataset
-
-    reader = open_lerobot_dataset(root, check_files=False)
-    for episode in reader.episode_indices:
-        data = reader.episode_data(episode, list(columns))
-        yield {c: _column_array(data[c], root, c) for c in columns}
-
-
-def _column_array(values: Any, root: Path, column: str) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype == object:  # list-valued parquet cells
-        arr = np.stack([np.asarray(v, dtype=np.float64) for v in arr])
-    arr = arr.astype(np.float64)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise StatsError(f"{root}: column {column!r} has shape {arr.shape}, expected [frames, dims]")
-    return arr
-
-
-# ----------------------------------------------------------------------------------------------
-# Computing
-# ----------------------------------------------------------------------------------------------
-
-
-def valid_starts(length: int, embodiment: EmbodimentConfig) -> np.ndarray:
-    """Sample steps t whose state and action windows lie inside an episode of `length` frames."""
-    deltas = embodiment.state.delta_indices + embodiment.action.delta_indices
-    lo, hi = -min(min(deltas), 0), length - max(max(deltas), 0)
-    return np.arange(lo, hi) if hi > lo else np.arange(0)
-
-
-def compute_stats(
-    root: str | Path,
-    embodiment: EmbodimentConfig | str,
-    episodes: Iterable[Mapping[str, np.ndarray]] | None = None,
-    max_quantile_rows: int = MAX_QUANTILE_ROWS,
-) -> tuple[dict[str, Stats], dict[str, Stats]]:
-    """(column stats, relative stats) of one dataset, reading only parquet columns.
-
-    `episodes` overrides the reader (an iterable of {column: [len, D]}), e.g. for tests.
-    """
-    root = Path(root)
-    emb = load_embodiment(embodiment)
-    slices = group_slices(root, emb)
-    columns = sorted({s.column for sec in slices.values() for s in sec.values()})
-    col_acc = {c: StatsAccumulator(max_quantile_rows) for c in columns}
-    rel_groups = [g for g in emb.action.groups if g.is_relative]
-    rel_acc = {g.key: StatsAccumulator(max_quantile_rows, seed=1) for g in rel_groups}
-    action_deltas = np.asarray(emb.action.delta_indices)
-    state_last = emb.state.delta_indices[-1]
-    n_episodes = 0
-    for cols in episodes if episodes is not None else iter_episode_columns(root, columns):
-        n_episodes += 1
-        for c in columns:
-            col_acc[c].add(cols[c])
-        length = len(cols[columns[0]])
-        starts = valid_starts(length, emb)
-        if not len(starts):
-            continue
-        for g in rel_groups:
-            a_sl, s_sl = slices["action"][g.key], slices["state"][g.reference_key]
-            actions = cols[a_sl.column][:, a_sl.start : a_sl.end]
-            states = cols[s_sl.column][:, s_sl.start : s_sl.end]
-            chunks = actions[starts[:, None] + action_deltas[None, :]]  # [N, H, D]
-            rel_acc[g.key].add(to_relative(chunks, states[starts + state_last], g))
-    if n_episodes == 0:
-        raise StatsError(f"{root}: the dataset has 0 episodes; nothing to compute statistics from")
-    column_stats = {c: acc.result() for c, acc in col_acc.items()}
-    relative: dict[str, Stats] = {}
-    for g in rel_groups:
-        if rel_acc[g.key].count == 0:
-            raise StatsError(
-                f"{root}: no episode is long enough for a {emb.action_horizon}-step chunk of relative action "
-                f"group {g.key!r}; cannot compute relative statistics"
-            )
-        relative[g.key] = rel_acc[g.key].result()
-    return column_stats, relative
-
-
-def relative_signature(embodiment: EmbodimentConfig) -> dict[str, Any]:
-    """What relative statistics depend on; stored with them and compared on load."""
-    return {
-        "action_horizon": embodiment.action_horizon,
-        "delta_indices": list(embodiment.action.delta_indices),
-        "state_delta_indices": list(embodiment.state.delta_indices),
-        "groups": {
-            g.key: {
-                "state_key": g.reference_key,
-                "type": g.type,
-                "format": g.format,
-                "state_format": g.reference_format,
-            }
-            for g in embodiment.action.groups
-            if g.is_relative
-        },
-    }
-
+logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------
 # Files
@@ -336,91 +79,59 @@ def _from_json(entry: Mapping[str, Any], where: str) -> Stats:
     return out
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise StatsError(f"{path}: not valid JSON: {exc}") from exc
-
-
 def write_stats(
     root: str | Path,
     column_stats: Mapping[str, Stats],
     relative: Mapping[str, Stats],
     embodiment: EmbodimentConfig,
+    replace: bool = True,
 ) -> tuple[Path, Path]:
-    """Write both files atomically. stats.json is merged stat by stat: entries for other columns, and
-    stats of our columns that we do not compute (e.g. LeRobot's q10/q50/q90), are kept."""
+    """Write both files atomically; a file whose content would not change is left untouched.
+
+    stats.json is merged stat by stat: entries for other columns, and stats of our columns that we do
+    not compute (e.g. LeRobot's q10/q50/q90), are kept. ``replace`` decides between our values and
+    values already in the files: True (an explicit recompute) writes ours, False only adds what is
+    absent. With ``replace`` an unreadable stats.json is replaced as a whole.
+    """
     root = Path(root)
     stats_path, rel_path = root / STATS_FILE, root / RELATIVE_STATS_FILE
-    existing = _read_json(stats_path) if stats_path.is_file() else {}
-    if not isinstance(existing, dict):
-        raise StatsError(
-            f"{stats_path}: expected a JSON object of per-column statistics, got {type(existing).__name__}"
-        )
+    old = _read_json_or(stats_path, {}, tolerate=replace)
+    if not isinstance(old, dict):
+        if not replace:
+            raise StatsError(
+                f"{stats_path}: expected a JSON object of per-column statistics, got {type(old).__name__}"
+            )
+        old = {}
+    data = dict(old)
     for column, stats in column_stats.items():
-        entry = existing.get(column)
-        existing[column] = {**(entry if isinstance(entry, dict) else {}), **_to_json(stats)}
-    atomic_write_json(stats_path, existing)
-    atomic_write_json(
-        rel_path,
-        {
-            "embodiment": embodiment.tag,
-            **relative_signature(embodiment),
-            "stats": {k: _to_json(s) for k, s in relative.items()},
-        },
-    )
+        entry = data.get(column) if isinstance(data.get(column), dict) else {}
+        data[column] = {**entry, **_to_json(stats)} if replace else {**_to_json(stats), **entry}
+    if data != old or not stats_path.is_file():
+        atomic.write_json(stats_path, data)
+    old_rel = _read_json_or(rel_path, None, tolerate=True)
+    rel = {"embodiment": embodiment.tag, **relative_signature(embodiment), "stats": {}}
+    if not replace and isinstance(old_rel, dict) and isinstance(old_rel.get("stats"), dict):
+        rel["stats"] = dict(old_rel["stats"])  # check_stats found them fitting: keep them
+    for key, stats in relative.items():
+        entry = rel["stats"].get(key) if isinstance(rel["stats"].get(key), dict) else {}
+        rel["stats"][key] = {**entry, **_to_json(stats)} if replace else {**_to_json(stats), **entry}
+    if rel != old_rel:
+        atomic.write_json(rel_path, rel)
     return stats_path, rel_path
 
 
-def _relative_problem(root: Path, embodiment: EmbodimentConfig) -> str | None:
-    """Why the stored relative stats cannot serve `embodiment` (None when they can)."""
-    path = root / RELATIVE_STATS_FILE
-    if not any(g.is_relative for g in embodiment.action.groups):
-        return None
+def _read_json_or(path: Path, default: Any, tolerate: bool) -> Any:
     if not path.is_file():
-        return f"{path} does not exist"
-    data = _read_json(path)
-    want = relative_signature(embodiment)
-    if data.get("action_horizon") != want["action_horizon"]:
-        return (
-            f"{path} was computed for horizon {data.get('action_horizon')}, embodiment "
-            f"{embodiment.tag!r} uses {want['action_horizon']}"
-        )
-    for k in ("delta_indices", "state_delta_indices"):
-        if data.get(k) != want[k]:
-            return f"{path}: {k} {data.get(k)} differ from the embodiment's {want[k]}"
-    for key, sig in want["groups"].items():
-        if data.get("groups", {}).get(key) != sig or key not in data.get("stats", {}):
-            return f"{path}: group {key!r} is missing or was computed differently ({data.get('groups', {}).get(key)})"
-    return None
+        return default
+    try:
+        return read_json(path)
+    except StatsError:
+        if tolerate:
+            return default
+        raise
 
 
-def _column_problem(root: Path, columns: Iterable[str]) -> str | None:
-    path = root / STATS_FILE
-    if not path.is_file():
-        return f"{path} does not exist"
-    data = _read_json(path)
-    for c in columns:
-        if c not in data or any(k not in data[c] for k in STAT_KEYS):
-            return f"{path}: column {c!r} lacks some of {STAT_KEYS}"
-    return None
+# ---- loading ---------------------------------------------------------------------------------------
 
 
 def load_stats(
@@ -430,32 +141,23 @@ def load_stats(
     "action": {key: stats}}, {relative key: stats [H, D]}). Raises StatsError naming the file."""
     root = Path(root)
     emb = load_embodiment(embodiment)
+    report = check_stats(root, emb)
+    if not report.ok:
+        raise StatsError(f"{(report.problems or report.missing)[0]}; {how_to_fix(root, emb, report)}")
     slices = group_slices(root, emb)
     path = root / STATS_FILE
-    problem = _column_problem(root, {s.column for sec in slices.values() for s in sec.values()})
-    if problem:
-        raise StatsError(f"{problem}; run `gr00t-stats {root} --embodiment {emb.name}`")
-    data = _read_json(path)
+    data = read_json(path)
     grouped: dict[str, dict[str, Stats]] = {"state": {}, "action": {}}
     for section, groups in slices.items():
         for key, sl in groups.items():
             col = _from_json(data[sl.column], f"{path}: column {sl.column!r}")
-            width = col["mean"].shape[-1]
-            if sl.end > width or sl.start >= sl.end:
-                raise StatsError(
-                    f"{path}: {section} group {key!r} slice [{sl.start}, {sl.end}) exceeds column "
-                    f"{sl.column!r} of width {width}"
-                )
             grouped[section][key] = {
                 k: (v[..., sl.start : sl.end] if k != "count" else v) for k, v in col.items()
             }
-    problem = _relative_problem(root, emb)
-    if problem:
-        raise StatsError(f"{problem}; run `gr00t-stats {root} --embodiment {emb.name}`")
     relative: dict[str, Stats] = {}
     if any(g.is_relative for g in emb.action.groups):
         rel_path = root / RELATIVE_STATS_FILE
-        rel = _read_json(rel_path)["stats"]
+        rel = read_json(rel_path)["stats"]
         relative = {
             g.key: _from_json(rel[g.key], f"{rel_path}: group {g.key!r}")
             for g in emb.action.groups
@@ -479,19 +181,44 @@ def merge_grouped(
 
 
 def stats_ready(root: str | Path, embodiment: EmbodimentConfig | str) -> bool:
-    """Whether both files exist and fit the embodiment."""
-    try:
-        load_stats(root, embodiment)
-        return True
-    except StatsError:
-        return False
+    """Whether both files exist, are complete and fit the embodiment."""
+    return check_stats(root, embodiment).ok
 
 
-def compute_and_write(root: str | Path, embodiment: EmbodimentConfig | str) -> tuple[Path, Path]:
-    """Compute both statistics files of one dataset (no video decoding) and write them."""
+def compute_and_write(
+    root: str | Path, embodiment: EmbodimentConfig | str, replace: bool = True
+) -> tuple[Path, Path]:
+    """Compute both statistics files of one dataset (no video decoding) and write them (`write_stats`)."""
     emb = load_embodiment(embodiment)
     columns, relative = compute_stats(root, emb)
-    return write_stats(root, columns, relative, emb)
+    return write_stats(root, columns, relative, emb, replace=replace)
+
+
+def _to_write(root: Path, emb: EmbodimentConfig, recompute: bool) -> StatsCheck | None:
+    """What needs writing (None: nothing); raises when present statistics do not fit and no recompute."""
+    report = check_stats(root, emb)
+    if report.problems and not recompute:
+        raise StatsError(f"{'; '.join(report.problems)}. {how_to_fix(root, emb, report)}")
+    return report if recompute or report.missing else None
+
+
+def _ensure_one(root: Path, emb: EmbodimentConfig, recompute: bool, lock_timeout_s: float) -> None:
+    from filelock import FileLock
+
+    if _to_write(root, emb, recompute) is None:
+        return
+    with FileLock(str(root / "meta" / ".gr00t_stats.lock"), timeout=lock_timeout_s):
+        report = _to_write(root, emb, recompute)  # another job may have written them meanwhile
+        if report is None:
+            return
+        if recompute:
+            found = "; ".join(report.problems + report.missing) or "they fitted"
+            logger.warning(
+                "recompute_stats: recomputing and replacing the statistics of %s (%s)", root, found
+            )
+        else:
+            logger.warning("%s: computing missing statistics: %s", root, "; ".join(report.missing))
+        compute_and_write(root, emb, replace=recompute)
 
 
 def ensure_stats(
@@ -500,28 +227,54 @@ def ensure_stats(
     is_main_process: bool = True,
     barrier: Callable[[], None] | None = None,
     lock_timeout_s: float = 3600.0,
+    recompute: bool = False,
 ) -> tuple[dict[str, dict[str, Stats]], dict[str, Stats]]:
-    """Make sure every dataset has statistics, then return them merged (weighted by frame count).
+    """Make sure every dataset has statistics that fit the embodiment, then return them merged
+    (weighted by frame count).
 
-    Only the main process computes (under a per-dataset file lock, so concurrent jobs on a shared
-    file system do not clobber each other); every process then waits on `barrier` (e.g.
-    `torch.distributed.barrier`) and loads. On clusters without a shared file system pass
-    `is_main_process=(local_rank == 0)`.
+    Absent statistics are computed and added; statistics that are present but do not fit (shapes,
+    horizon, NaN) raise `StatsError` naming file, key and shapes, unless ``recompute`` (then every
+    dataset's statistics are recomputed and replaced, with a warning). Only the main process
+    computes (under a per-dataset file lock, so concurrent jobs on a shared file system do not
+    clobber each other); every process then waits on `barrier` (e.g. `torch.distributed.barrier`)
+    and loads. On clusters without a shared file system pass `is_main_process=(local_rank == 0)`.
     """
-    from filelock import FileLock
-
     emb = load_embodiment(embodiment)
     paths = [Path(r) for r in roots]
     if not paths:
         raise StatsError("ensure_stats: no datasets given")
     if is_main_process:
         for root in paths:
-            if stats_ready(root, emb):
-                continue
-            with FileLock(str(root / "meta" / ".gr00t_stats.lock"), timeout=lock_timeout_s):
-                if not stats_ready(root, emb):  # another job may have finished meanwhile
-                    compute_and_write(root, emb)
+            _ensure_one(root, emb, recompute, lock_timeout_s)
     if barrier is not None:
         barrier()
     loaded = [load_stats(root, emb) for root in paths]
     return loaded[0] if len(loaded) == 1 else merge_grouped(loaded)
+
+
+__all__ = [
+    "MAX_QUANTILE_ROWS",
+    "RELATIVE_STATS_FILE",
+    "STATS_FILE",
+    "STAT_KEYS",
+    "GroupSlice",
+    "Stats",
+    "StatsAccumulator",
+    "StatsCheck",
+    "StatsError",
+    "array_stats",
+    "check_stats",
+    "compute_and_write",
+    "compute_stats",
+    "ensure_stats",
+    "group_slices",
+    "iter_episode_columns",
+    "load_stats",
+    "merge_grouped",
+    "merge_stats",
+    "modality_groups",
+    "relative_signature",
+    "stats_ready",
+    "valid_starts",
+    "write_stats",
+]

@@ -16,6 +16,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from gr00t import atomic
+
 TINY_VOCAB_SIZE = 1024
 TINY_BPE_SIZE = 1000  # ordinary (trained) tokens occupy ids 0..999
 
@@ -158,13 +160,16 @@ def build_tiny_tokenizer(save_dir: str | os.PathLike | None = None) -> PreTraine
 
 
 def _save_atomically(tokenizer: PreTrainedTokenizerBase, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(str(tmp))
-    target.mkdir(parents=True, exist_ok=True)
-    for item in tmp.iterdir():
-        os.replace(item, target / item.name)
-    tmp.rmdir()
+    tmp = atomic.make_temp_dir(target)
+    try:
+        tokenizer.save_pretrained(str(tmp))
+        atomic.share_tree(tmp)
+        atomic.fsync_tree(tmp)
+        target.mkdir(parents=True, exist_ok=True)
+        for item in tmp.iterdir():
+            os.replace(item, target / item.name)
+    finally:
+        atomic.remove(tmp)
 
 
 def load_tokenizer(path_or_name: str | os.PathLike, padding_side: str = "left") -> PreTrainedTokenizerBase:

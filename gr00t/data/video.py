@@ -17,6 +17,7 @@ processes, not threads).
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections import OrderedDict
@@ -277,6 +278,10 @@ class _DecoderCache:
 
 
 _CACHE = _DecoderCache(DEFAULT_CACHE_SIZE)
+# A PyAV container is freed by the garbage collector (it references its streams and they it). Collect
+# before forking: a forked child (DataLoader worker) that frees an inherited container with FFmpeg
+# slice threads waits forever for threads that do not exist in it.
+os.register_at_fork(before=gc.collect)
 
 
 def clear_decoder_cache() -> None:

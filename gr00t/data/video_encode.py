@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gr00t import atomic
+
 # AV1 encoders in order of preference (LeRobot records with libsvtav1).
 AV1_ENCODERS = ("libsvtav1", "libaom-av1")
 H264_ENCODERS = ("libx264", "libopenh264")
@@ -68,32 +70,26 @@ def encode_video(
     encoder = resolve_encoder(codec)
     if encoder == "libsvtav1":
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr otherwise
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     count = 0
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = None
-            for frame in frames:
-                frame = np.ascontiguousarray(frame)
-                if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                    raise ValueError(
-                        f"{path}: frame {count} must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}"
-                    )
-                if stream is None:
-                    stream = container.add_stream(encoder, rate=fps)
-                    stream.height, stream.width = frame.shape[:2]
-                    stream.pix_fmt = pix_fmt
-                    stream.options = _encoder_options(encoder, crf, gop)
-                video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-                video_frame.pts = count
-                video_frame.time_base = Fraction(1, fps)
-                container.mux(stream.encode(video_frame))
-                count += 1
+    with atomic.atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = None
+        for frame in frames:
+            frame = np.ascontiguousarray(frame)
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+                raise ValueError(
+                    f"{path}: frame {count} must be uint8 [H, W, 3], got {frame.dtype} {frame.shape}"
+                )
             if stream is None:
-                raise ValueError(f"{path}: no frames to encode")
-            container.mux(stream.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+                stream = container.add_stream(encoder, rate=fps)
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = pix_fmt
+                stream.options = _encoder_options(encoder, crf, gop)
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = count
+            video_frame.time_base = Fraction(1, fps)
+            container.mux(stream.encode(video_frame))
+            count += 1
+        if stream is None:
+            raise ValueError(f"{path}: no frames to encode")
+        container.mux(stream.encode(None))
     return count

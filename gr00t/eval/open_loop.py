@@ -4,44 +4,29 @@ For each episode the policy is queried at steps 0, k, 2k, … (k = `action_horiz
 embodiment's horizon) with the recorded observation of that step; the first k steps of each returned
 chunk are compared with the recorded actions of the same steps. Steps after the last query whose
 action window fits in the episode are not evaluated. Errors are in the dataset's own units
-(absolute, un-normalised): MSE and MAE per action key, per dimension, and over all keys.
+(absolute, un-normalised): MSE and MAE per action key, per dimension (named with the dataset's
+joint names where meta/info.json has them, see `gr00t.eval.joint_names`), and over all keys.
 
-The policy is anything with ``get_action(observation, options)``: a local `Gr00tPolicy` (returns the
-action dict) or a `PolicyClient` talking to `gr00t-serve` (returns ``(action, info)``).
+The policy is any `gr00t.policy.base.Policy`: a local `Gr00tPolicy` or a `PolicyClient` talking to
+`gr00t-serve`; both answer ``get_action(observation, options)`` with the action dict.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gr00t import atomic
+from gr00t.eval.joint_names import dataset_dim_names
 from gr00t.eval.plots import plot_episode
+from gr00t.policy.base import Policy
 
 logger = logging.getLogger(__name__)
-
-ActionFn = Callable[[dict[str, Any], dict[str, Any] | None], dict[str, np.ndarray]]
-
-
-def as_action_fn(policy: Any) -> ActionFn:
-    """Adapt a policy or client so that it returns just the action dict."""
-
-    def act(observation: dict[str, Any], options: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-        result = policy.get_action(observation, options)
-        if isinstance(result, tuple) and len(result) == 2:
-            result = result[0]
-        if not isinstance(result, Mapping):
-            raise TypeError(f"policy returned {type(result).__name__}, expected an action dict")
-        return dict(result)
-
-    return act
 
 
 @dataclass
@@ -52,6 +37,7 @@ class EpisodeResult:
     query_steps: list[int]
     predicted: dict[str, np.ndarray]
     ground_truth: dict[str, np.ndarray]
+    task: str = ""
     plot: Path | None = None
 
     @property
@@ -61,22 +47,30 @@ class EpisodeResult:
 
 @dataclass
 class OpenLoopReport:
-    """Per-episode results and the aggregate errors."""
+    """Per-episode results and the aggregate errors; ``source`` names the policy (checkpoint or server)."""
 
     episodes: list[EpisodeResult]
     action_horizon: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    dim_names: dict[str, list[str]] = field(default_factory=dict)
+    source: str = ""
+    dataset: str = ""
+    embodiment: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "source": self.source,
+            "dataset": self.dataset,
+            "embodiment": self.embodiment,
             "action_horizon": self.action_horizon,
             "metrics": self.metrics,
             "episodes": [
                 {
                     "episode_index": e.episode_index,
+                    "task": e.task,
                     "num_steps": e.num_steps,
                     "query_steps": e.query_steps,
-                    "metrics": error_metrics(e.predicted, e.ground_truth),
+                    "metrics": error_metrics(e.predicted, e.ground_truth, self.dim_names),
                     "plot": str(e.plot) if e.plot else None,
                 }
                 for e in self.episodes
@@ -85,9 +79,14 @@ class OpenLoopReport:
 
 
 def error_metrics(
-    predicted: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray]
+    predicted: Mapping[str, np.ndarray],
+    ground_truth: Mapping[str, np.ndarray],
+    dim_names: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """``{"per_key": {key: {mse, mae, mse_per_dim, mae_per_dim}}, "mse": all keys, "mae": all keys}``."""
+    """``{"per_key": {key: {mse, mae, mse_per_dim, mae_per_dim[, names]}}, "mse": all keys, "mae": all keys}``.
+
+    ``names`` (one per dimension, aligned with the per-dim lists) is there when ``dim_names`` has the key.
+    """
     per_key: dict[str, Any] = {}
     sq_all, abs_all = [], []
     for key, gt in ground_truth.items():
@@ -102,6 +101,9 @@ def error_metrics(
             "mse_per_dim": np.mean(err**2, axis=0).tolist(),
             "mae_per_dim": np.mean(np.abs(err), axis=0).tolist(),
         }
+        names = (dim_names or {}).get(key)
+        if names is not None and len(names) == err.shape[1]:
+            per_key[key]["names"] = list(names)
         sq_all.append((err**2).ravel())
         abs_all.append(np.abs(err).ravel())
     return {
@@ -121,7 +123,7 @@ def observation_from_sample(sample: Mapping[str, Any], language_key: str) -> dic
 
 
 def evaluate_episode(
-    act: ActionFn,
+    policy: Policy,
     dataset: Any,
     episode: int,
     action_horizon: int | None = None,
@@ -148,11 +150,15 @@ def evaluate_episode(
         raise ValueError(f"episode {episode} ({length} steps) is too short for one {horizon}-step chunk")
     preds: dict[str, list[np.ndarray]] = {key: [] for key in emb.action.keys}
     truth: dict[str, list[np.ndarray]] = {key: [] for key in emb.action.keys}
+    task = ""
     for i, step in enumerate(queries):
         sample = dataset.sample(episode, step)
+        task = task or str(sample["language"])
         obs = observation_from_sample(sample, emb.language.keys[0])
         options = None if seed is None else {"seed": int(seed) + i}
-        action = act(obs, options)
+        action = policy.get_action(obs, options)
+        if not isinstance(action, Mapping):
+            raise TypeError(f"policy returned {type(action).__name__}, expected an action dict")
         for key in emb.action.keys:
             if key not in action:
                 raise KeyError(f"policy answer lacks action key {key!r} (got {sorted(action)})")
@@ -166,56 +172,99 @@ def evaluate_episode(
         query_steps=queries,
         predicted={key: np.concatenate(v) for key, v in preds.items()},
         ground_truth={key: np.concatenate(v) for key, v in truth.items()},
+        task=task,
     )
 
 
 def run_open_loop(
-    act: ActionFn,
+    policy: Policy,
     dataset: Any,
     episodes: Sequence[int] | None = None,
     action_horizon: int | None = None,
     max_steps: int | None = None,
     plot_dir: str | Path | None = None,
     seed: int | None = 0,
+    source: str = "",
 ) -> OpenLoopReport:
-    """Evaluate several episodes (default: all) and aggregate their errors over every evaluated step."""
+    """Evaluate several episodes (default: all) and aggregate their errors over every evaluated step.
+
+    ``source`` names the policy (checkpoint folder or server address) in the plots and the report.
+    """
     chosen = list(dataset.episode_indices if episodes is None else episodes)
     unknown = sorted(set(chosen) - set(dataset.episode_indices))
     if unknown:
         raise ValueError(f"episodes {unknown} are not in {dataset.root} (usable: {dataset.episode_indices})")
+    names = dataset_dim_names(dataset)
+    horizon = dataset.embodiment.action_horizon if action_horizon is None else int(action_horizon)
     results = []
     for ep in chosen:
-        res = evaluate_episode(act, dataset, ep, action_horizon, max_steps, seed)
+        res = evaluate_episode(policy, dataset, ep, action_horizon, max_steps, seed)
+        m = error_metrics(res.predicted, res.ground_truth)
         if plot_dir is not None:
             res.plot = plot_episode(
                 res.predicted,
                 res.ground_truth,
                 res.query_steps,
                 Path(plot_dir) / f"episode_{ep:06d}.png",
-                title=f"episode {ep}: predicted vs ground truth",
+                dim_names=names,
+                header=episode_header(source, dataset, res, horizon, m),
             )
-        m = error_metrics(res.predicted, res.ground_truth)
         logger.info("episode %d: %d steps, MSE %.6g, MAE %.6g", ep, res.num_steps, m["mse"], m["mae"])
         results.append(res)
     keys = list(results[0].ground_truth)
     metrics = error_metrics(
         {k: np.concatenate([r.predicted[k] for r in results]) for k in keys},
         {k: np.concatenate([r.ground_truth[k] for r in results]) for k in keys},
+        names,
     )
-    horizon = dataset.embodiment.action_horizon if action_horizon is None else int(action_horizon)
-    return OpenLoopReport(results, horizon, metrics)
+    return OpenLoopReport(
+        results,
+        horizon,
+        metrics,
+        dim_names={k: names[k] for k in keys if k in names},
+        source=source,
+        dataset=str(dataset.root),
+        embodiment=str(dataset.embodiment.tag),
+    )
+
+
+def episode_header(
+    source: str, dataset: Any, result: EpisodeResult, horizon: int, metrics: Mapping[str, Any]
+) -> list[str]:
+    """The header lines of an episode's plot: policy, dataset and episode, task, overall errors."""
+    first = f"{short_path(source)}  |  " if source else ""
+    return [
+        f"{first}{short_path(str(dataset.root))} episode {result.episode_index}",
+        f"task: {result.task!r}" if result.task else "",
+        f"{result.num_steps} steps, policy queried every {horizon} steps  |  all dims: "
+        f"MSE {metrics['mse']:.4g}  MAE {metrics['mae']:.4g}",
+    ]
+
+
+def short_path(text: str, keep: int = 3, limit: int = 60) -> str:
+    """``text`` itself, or its last ``keep`` path components after an ellipsis when longer than ``limit``."""
+    if len(text) <= limit or "/" not in text:
+        return text
+    return "…/" + "/".join(Path(text).parts[-keep:])
+
+
+def format_report(report: OpenLoopReport) -> str:
+    """The report as text: errors per action key, then per dimension (by name), then over all keys."""
+    lines = [
+        f"open-loop evaluation of {report.source or 'the policy'}: {len(report.episodes)} episode(s), "
+        f"query every {report.action_horizon} steps (errors in the dataset's units)"
+    ]
+    per_key = report.metrics["per_key"]
+    width = max([20, *(len(n) + 2 for m in per_key.values() for n in m.get("names", []))])
+    for key, m in per_key.items():
+        lines.append(f"  {key:<{width}} MSE {m['mse']:<12.6g} MAE {m['mae']:.6g}")
+        names = m.get("names") or [f"[{d}]" for d in range(len(m["mse_per_dim"]))]
+        for name, mse, mae in zip(names, m["mse_per_dim"], m["mae_per_dim"]):
+            lines.append(f"    {name:<{width - 2}} MSE {mse:<12.6g} MAE {mae:.6g}")
+    lines.append(f"  {'all':<{width}} MSE {report.metrics['mse']:<12.6g} MAE {report.metrics['mae']:.6g}")
+    return "\n".join(lines)
 
 
 def write_report(report: OpenLoopReport, path: str | Path) -> Path:
     """Write the report as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(report.to_dict(), fh, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_json(path, report.to_dict())

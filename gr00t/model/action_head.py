@@ -295,41 +295,38 @@ class FlowMatchingActionHead(nn.Module):
         rtc: RealTimeChunking | Mapping[str, Any] | None = None,
         num_steps: int | None = None,
     ) -> torch.Tensor:
+        """`prepare_context` then `sample`: an action chunk from the backbone's output."""
+        ctx = self.prepare_context(
+            backbone_features, backbone_attention_mask, image_mask, state, embodiment_id
+        )
+        return self.sample(ctx, noise=noise, generator=generator, rtc=rtc, num_steps=num_steps)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        ctx: HeadContext,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        rtc: RealTimeChunking | Mapping[str, Any] | None = None,
+        num_steps: int | None = None,
+    ) -> torch.Tensor:
         """Euler integration from noise to an action chunk, float32 `[B, H, max_action_dim]`.
 
-        For k = 0…N−1: `t = k/N`, `τ = int(t·buckets)`, `x ← x + (1/N)·v(x, τ)`. The backbone's
-        keys/values and the state tokens are computed once. `noise` (or `generator`) fixes the start.
-        Dropout follows the module's mode: call `.eval()` for deterministic sampling.
+        For k = 0…N−1: `t = k/N`, `τ = int(t·buckets)`, `x ← x + (1/N)·v(x, τ)`; N = `num_steps` or
+        the config's `num_inference_timesteps`. The context (backbone keys/values, state tokens) is
+        computed once by `prepare_context`. `noise` (or `generator`) fixes the start. Dropout
+        follows the module's mode: call `.eval()` for deterministic sampling.
         """
         n = self.config.num_inference_timesteps if num_steps is None else int(num_steps)
         if n < 1:
             raise ValueError(f"num_steps={n}: expected >= 1")
-        b = backbone_features.shape[0]
-        device = backbone_features.device
+        b = ctx.state_features.shape[0]
+        device = ctx.state_features.device
         if noise is None:
             shape = (b, self.action_horizon, self.max_action_dim)
             noise = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
         self._check_actions("noise", noise, b)
-        ctx = self.prepare_context(
-            backbone_features, backbone_attention_mask, image_mask, state, embodiment_id
-        )
-        guide = None
-        if rtc is not None:
-            rtc = RealTimeChunking.from_any(rtc)
-            prev = rtc.prev_actions.to(device=device, dtype=torch.float32)
-            if (
-                prev.dim() != 3
-                or prev.shape[0] != b
-                or prev.shape[1] > self.action_horizon
-                or prev.shape[2] != self.max_action_dim
-            ):
-                raise ValueError(
-                    f"rtc prev_actions: expected [B={b}, <= {self.action_horizon}, {self.max_action_dim}], "
-                    f"got {tuple(prev.shape)}"
-                )
-            padded = torch.zeros(b, self.action_horizon, self.max_action_dim, device=device)
-            padded[:, : prev.shape[1]] = prev
-            guide = (padded, rtc.weights(self.action_horizon, device)[None, :, None])
+        guide = None if rtc is None else self._rtc_guide(RealTimeChunking.from_any(rtc), b, device)
         x = noise.to(device=device, dtype=torch.float32)
         dt = 1.0 / n
         for k in range(n):
@@ -341,6 +338,25 @@ class FlowMatchingActionHead(nn.Module):
                 v = (1.0 - w) * v + w * (prev - x) / (1.0 - t)
             x = x + dt * v
         return x
+
+    def _rtc_guide(
+        self, rtc: RealTimeChunking, b: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(previous chunk zero-padded to the horizon, per-step weight `[1, H, 1]`)."""
+        prev = rtc.prev_actions.to(device=device, dtype=torch.float32)
+        if (
+            prev.dim() != 3
+            or prev.shape[0] != b
+            or prev.shape[1] > self.action_horizon
+            or prev.shape[2] != self.max_action_dim
+        ):
+            raise ValueError(
+                f"rtc prev_actions: expected [B={b}, <= {self.action_horizon}, {self.max_action_dim}], "
+                f"got {tuple(prev.shape)}"
+            )
+        padded = torch.zeros(b, self.action_horizon, self.max_action_dim, device=device)
+        padded[:, : prev.shape[1]] = prev
+        return padded, rtc.weights(self.action_horizon, device)[None, :, None]
 
 
 __all__ = ["FlowMatchingActionHead", "HeadContext", "RealTimeChunking"]

@@ -10,10 +10,18 @@ Partial unfreezing (SPEC-N16 §1.5, following the reference):
   embedding and mask token (it does not touch the backbone's `mlp1`, which follows `tune_visual`).
 - `tune_diffusion_model`: the DiT (`action_head.model`); `tune_vlln`: `action_head.vlln`.
 Frozen modules stay in eval mode whatever `train()` is called with.
+
+Precision policy (SPEC-N16 §1.1, `apply_precision`): frozen parameters are stored in
+`config.model_dtype`; trainable ones are float32 master weights (trainable backbone parameters only
+with `backbone_trainable_params_fp32`, else `model_dtype`). Building the model and loading it end
+in that state, and `set_trainable` keeps it. A model holding low-precision weights computes under
+autocast to `model_dtype` (`compute_autocast`), entered by `forward`/`encode`/`denoise` when the
+caller has not entered one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -28,25 +36,13 @@ from transformers import PreTrainedModel
 from transformers import initialization as hf_init
 from transformers.utils import ModelOutput
 
-from gr00t.model.action_head import FlowMatchingActionHead, RealTimeChunking
+from gr00t.model.action_head import FlowMatchingActionHead, HeadContext, RealTimeChunking
 from gr00t.model.backbones import build_backbone, ignored_checkpoint_keys
+from gr00t.model.batch import Gr00tBatch
+from gr00t.model.checkpoint_files import check_model_files
 from gr00t.model.config import Gr00tN16Config
 from gr00t.model.embodiment_layers import CategorySpecificLinear
 from gr00t.model.reference_checkpoint import prepare_from_pretrained_kwargs
-
-HEAD_INPUT_KEYS = frozenset({"state", "action", "action_mask", "embodiment_id"})
-BACKBONE_INPUT_KEYS = {
-    "eagle": frozenset(
-        {"input_ids", "attention_mask", "pixel_values", "pixel_attention_mask", "spatial_shapes"}
-    ),
-    "qwen3_vl": frozenset(
-        {"input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids"}
-    ),
-}
-# Keys a collator or trainer may put in a batch for bookkeeping; the model accepts and ignores them.
-BOOKKEEPING_KEYS = frozenset(
-    {"episode_index", "step", "dataset_index", "sample_index", "embodiment", "num_items_in_batch"}
-)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _SAFETENSORS_DTYPES = {
@@ -88,7 +84,12 @@ class Gr00tN16Output(ModelOutput):
 
 
 class Gr00tN16Model(PreTrainedModel):
-    """`backbone` + `action_head`. `forward(**batch)` → loss; `get_action(**batch)` → action chunk."""
+    """`backbone` + `action_head`, fed a `Gr00tBatch`.
+
+    Training: `forward(batch)` → loss. Inference: `get_action(batch)` → normalised action chunk, in
+    two stages `encode(batch)` (backbone + head context, once) and `denoise(context)` (the Euler
+    loop); `compile_inference()` compiles both stages' heavy modules.
+    """
 
     config_class = Gr00tN16Config
     main_input_name = "input_ids"
@@ -103,6 +104,7 @@ class Gr00tN16Model(PreTrainedModel):
         # Release checkpoints hold weights this model deliberately does not build (LM head, vision
         # pooling head, LLM layers above select_layer): accept and drop them on load.
         self._keys_to_ignore_on_load_unexpected = ignored_checkpoint_keys(config)
+        self.inference_compiled = False
         self.post_init()
         self.set_trainable()
 
@@ -141,6 +143,7 @@ class Gr00tN16Model(PreTrainedModel):
         """
         # A folder written by NVIDIA's reference code gets its config.json converted (see
         # gr00t.model.reference_checkpoint); other folders pass through unchanged.
+        check_model_files(Path(str(pretrained_model_name_or_path)) / kwargs.get("subfolder", ""))
         kwargs = prepare_from_pretrained_kwargs(pretrained_model_name_or_path, kwargs)
         keep_stored = "dtype" not in kwargs and "torch_dtype" not in kwargs
         if keep_stored:
@@ -199,6 +202,7 @@ class Gr00tN16Model(PreTrainedModel):
             head.model.requires_grad_(False)
         if not cfg.tune_vlln:
             head.vlln.requires_grad_(False)
+        self.apply_precision()
         self.train(self.training)
 
     def frozen_modules(self) -> list[nn.Module]:
@@ -234,93 +238,146 @@ class Gr00tN16Model(PreTrainedModel):
             "total": count(self),
         }
 
-    def cast_to_model_dtype(self) -> Gr00tN16Model:
-        """Cast to `config.model_dtype`; with `backbone_trainable_params_fp32`, trainable backbone
-        parameters stay float32 (train such a mix under autocast)."""
-        dtype = _DTYPES[self.config.model_dtype]
-        self.to(dtype)
-        if self.config.backbone_trainable_params_fp32:
-            for p in self.backbone.parameters():
-                if p.requires_grad:
-                    p.data = p.data.to(torch.float32)
+    def parameter_dtype(self, name: str, trainable: bool) -> torch.dtype:
+        """The dtype the precision policy gives parameter `name` (SPEC §1.1)."""
+        cfg = self.config
+        if not trainable:
+            return _DTYPES[cfg.model_dtype]
+        if name.startswith("backbone.") and not cfg.backbone_trainable_params_fp32:
+            return _DTYPES[cfg.model_dtype]
+        return torch.float32
+
+    def apply_precision(self) -> Gr00tN16Model:
+        """Cast each parameter to its policy dtype: frozen ones to `config.model_dtype`, trainable ones
+        to float32 master weights (see `parameter_dtype`). Buffers keep their dtype (rotary tables
+        stay float32). Called by `set_trainable`; call it again after adding parameters (LoRA)."""
+        for name, p in self.named_parameters():
+            dtype = self.parameter_dtype(name, p.requires_grad)
+            if p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
         return self
 
-    # ------------------------------------------------------------------ batches
-    def _backbone_keys(self) -> frozenset[str]:
-        return frozenset(getattr(self.backbone, "input_keys", BACKBONE_INPUT_KEYS[self.config.backbone_type]))
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """`config.model_dtype`: the autocast dtype of a model that holds low-precision weights."""
+        return _DTYPES[self.config.model_dtype]
 
-    def split_batch(self, batch: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Route batch keys to the backbone and the head; unknown keys raise."""
-        backbone_keys = self._backbone_keys()
-        unknown = sorted(set(batch) - backbone_keys - HEAD_INPUT_KEYS - BOOKKEEPING_KEYS)
-        if unknown:
-            raise ValueError(
-                f"Gr00tN16Model got unknown batch key(s) {unknown}; expected backbone keys "
-                f"{sorted(backbone_keys)}, head keys {sorted(HEAD_INPUT_KEYS)} "
-                f"(or bookkeeping keys {sorted(BOOKKEEPING_KEYS)})"
-            )
-        backbone_inputs = {k: v for k, v in batch.items() if k in backbone_keys}
-        head_inputs = {k: v for k, v in batch.items() if k in HEAD_INPUT_KEYS}
-        for key in ("input_ids", "attention_mask"):
-            if key not in backbone_inputs:
-                raise ValueError(f"Gr00tN16Model: batch is missing backbone key {key!r}")
-        for key in ("state", "embodiment_id"):
-            if key not in head_inputs:
-                raise ValueError(f"Gr00tN16Model: batch is missing head key {key!r}")
-        return backbone_inputs, head_inputs
+    def compute_autocast(self, device_type: str) -> contextlib.AbstractContextManager:
+        """Autocast to `model_dtype` when the model holds parameters below float32 and the caller
+        has not entered an autocast region itself; otherwise a no-op context."""
+        dtype = self.compute_dtype
+        if dtype == torch.float32 or torch.is_autocast_enabled(device_type):
+            return contextlib.nullcontext()
+        if all(p.dtype == torch.float32 for p in self.parameters()):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=dtype)
 
-    def _backbone_output(self, backbone_inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        out = self.backbone(**backbone_inputs)
-        return {
-            "backbone_features": out["backbone_features"],
-            "backbone_attention_mask": out["backbone_attention_mask"],
-            "image_mask": out["image_mask"],
-        }
-
+    # ------------------------------------------------------------------ training
     def forward(
-        self, noise: torch.Tensor | None = None, t: torch.Tensor | None = None, **batch: Any
+        self, batch: Gr00tBatch, noise: torch.Tensor | None = None, t: torch.Tensor | None = None
     ) -> Gr00tN16Output:
-        """Training loss for a collated batch (see docs/ARCHITECTURE.md). `noise`/`t` fix the flow draw."""
-        backbone_inputs, head_inputs = self.split_batch(batch)
-        if "action" not in head_inputs:
+        """Flow-matching loss of a training batch (`batch.head.action` set). `noise [B, H, A]` and
+        `t [B]` fix the flow draw (drawn from the global RNG when not given)."""
+        _check_batch(batch)
+        head = batch.head
+        if head.action is None:
             raise ValueError(
                 "Gr00tN16Model.forward needs 'action' (a training batch); use get_action for inference"
             )
-        features = self._backbone_output(backbone_inputs)
+        with self.compute_autocast(head.state.device.type):
+            return self._loss(batch, noise, t)
+
+    def _loss(self, batch: Gr00tBatch, noise: torch.Tensor | None, t: torch.Tensor | None) -> Gr00tN16Output:
+        head = batch.head
+        features = self.backbone(batch.backbone)
         out = self.action_head(
-            **features,
-            state=head_inputs["state"],
-            action=head_inputs["action"],
-            action_mask=head_inputs.get("action_mask"),
-            embodiment_id=head_inputs["embodiment_id"],
+            backbone_features=features.backbone_features,
+            backbone_attention_mask=features.backbone_attention_mask,
+            image_mask=features.image_mask,
+            state=head.state,
+            action=head.action,
+            action_mask=head.action_mask,
+            embodiment_id=head.embodiment_id,
             noise=noise,
             t=t,
         )
         return Gr00tN16Output(loss=out["loss"], action_loss=out["loss"].detach())
 
+    # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def get_action(
+    def encode(self, batch: Gr00tBatch) -> HeadContext:
+        """The step-independent part of inference: the backbone, then the head's context (vlln,
+        cross-attention keys/values, state tokens). `action`/`action_mask` are ignored."""
+        _check_batch(batch)
+        with self.compute_autocast(batch.head.state.device.type):
+            features = self.backbone(batch.backbone)
+            return self.action_head.prepare_context(
+                features.backbone_features,
+                features.backbone_attention_mask,
+                features.image_mask,
+                batch.head.state,
+                batch.head.embodiment_id,
+            )
+
+    @torch.no_grad()
+    def denoise(
         self,
+        context: HeadContext,
+        num_steps: int | None = None,
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         rtc: RealTimeChunking | Mapping[str, Any] | None = None,
-        **batch: Any,
-    ) -> dict[str, torch.Tensor]:
-        """`{"action_pred": float32 [B, action_horizon, max_action_dim]}` in normalised space.
+    ) -> torch.Tensor:
+        """Euler integration of the flow on an `encode`d context → float32 `[B, H, max_action_dim]`
+        (normalised space). `num_steps` defaults to `config.num_inference_timesteps`; `noise` (or
+        `generator`) fixes the start; `rtc` continues a previous chunk (`RealTimeChunking`)."""
+        with self.compute_autocast(context.state_features.device.type):
+            return self.action_head.sample(
+                context, noise=noise, generator=generator, rtc=rtc, num_steps=num_steps
+            ).float()
 
-        `action`/`action_mask` in the batch are ignored. Call `.eval()` first for deterministic output.
+    @torch.no_grad()
+    def get_action(
+        self,
+        batch: Gr00tBatch,
+        num_steps: int | None = None,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        rtc: RealTimeChunking | Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Normalised action chunk float32 `[B, action_horizon, max_action_dim]`: `encode` + `denoise`.
+
+        Call `.eval()` first for deterministic output.
         """
-        backbone_inputs, head_inputs = self.split_batch(batch)
-        features = self._backbone_output(backbone_inputs)
-        actions = self.action_head.get_action(
-            **features,
-            state=head_inputs["state"],
-            embodiment_id=head_inputs["embodiment_id"],
-            noise=noise,
-            generator=generator,
-            rtc=rtc,
+        return self.denoise(
+            self.encode(batch), num_steps=num_steps, noise=noise, generator=generator, rtc=rtc
         )
-        return {"action_pred": actions}
+
+    def compile_inference(self, mode: str | None = None, backend: str = "inductor") -> None:
+        """torch.compile the backbone and the action head's DiT in place (the modules inference spends
+        its time in; parameters and state dict are unchanged). ``mode="reduce-overhead"`` adds CUDA
+        graphs. Undo with `eager_inference`."""
+        for module in self._compiled_modules():
+            module.compile(mode=mode, backend=backend)
+        self.inference_compiled = True
+
+    def eager_inference(self) -> None:
+        """Drop the compiled code of `compile_inference` (back to eager execution)."""
+        for module in self._compiled_modules():
+            # nn.Module.compile() keeps its compiled call here (torch >= 2.2); None restores eager calls.
+            module._compiled_call_impl = None
+        self.inference_compiled = False
+
+    def _compiled_modules(self) -> tuple[nn.Module, ...]:
+        return (self.backbone, self.action_head.model)
 
 
-__all__ = ["BOOKKEEPING_KEYS", "Gr00tN16Model", "Gr00tN16Output"]
+def _check_batch(batch: Any) -> None:
+    if not isinstance(batch, Gr00tBatch):
+        raise TypeError(
+            f"Gr00tN16Model takes a Gr00tBatch (gr00t.model.batch; built by Gr00tCollator), got "
+            f"{type(batch).__name__}"
+        )
+
+
+__all__ = ["Gr00tN16Model", "Gr00tN16Output"]

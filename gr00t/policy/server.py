@@ -8,7 +8,16 @@ form ``{"error": str}``.
 Two size limits protect the process: messages above ``max_message_bytes`` are read and answered with an
 error; messages above the transport limit (``2 * max_message_bytes``, ZMQ_MAXMSGSIZE) make ZeroMQ drop the
 sending peer's connection before the message is buffered, so that peer gets no reply (its client times
-out) while every other client is still served.
+out) while every other client is still served. Frames are received without copying them, and decoding
+is bounded (`gr00t.policy.protocol.unpack`).
+
+The cost of a ``get_action`` is bounded by `gr00t.policy.limits.RequestLimits` (batch size, frames,
+pixels, aspect ratio, denoising steps, RTC fields), checked on the decoded request before the policy
+touches a pixel: a hostile request is answered with ``{"error": ...}`` in milliseconds.
+
+Multipart messages: a REQ peer puts an empty delimiter frame between the routing envelope and the
+body; the reply must carry the envelope back with that delimiter, whatever the body looked like, or
+the peer never receives it. Every message with a routing identity gets exactly one reply.
 """
 
 from __future__ import annotations
@@ -18,10 +27,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import zmq
 
+from gr00t.policy.base import Policy
+from gr00t.policy.limits import RequestLimits, RequestRejected
 from gr00t.policy.protocol import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -37,17 +48,7 @@ from gr00t.policy.protocol import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_MAX_FRAMES = 8
-
-
-class ServablePolicy(Protocol):
-    """What the server needs from a policy (`gr00t.policy.Gr00tPolicy` satisfies it)."""
-
-    def get_action(self, observation: dict[str, Any], options: dict[str, Any] | None = None) -> Any: ...
-
-    def reset(self, options: dict[str, Any] | None = None) -> dict[str, Any]: ...
-
-    def get_modality_config(self) -> dict[str, Any]: ...
+_MAX_ENVELOPE_FRAMES = 8  # routing frames kept for the reply (a REQ peer's: identity + empty delimiter)
 
 
 @dataclass
@@ -67,15 +68,17 @@ class PolicyServer:
 
     def __init__(
         self,
-        policy: ServablePolicy,
+        policy: Policy,
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         api_token: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        limits: RequestLimits | None = None,
     ) -> None:
         if max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes={max_message_bytes}: expected > 0")
         self.policy = policy
+        self.limits = limits or RequestLimits()
         self.api_token = api_token or None
         self.max_message_bytes = int(max_message_bytes)
         self._stop = threading.Event()
@@ -116,6 +119,7 @@ class PolicyServer:
             raise ValueError("get_action: data must be {'observation': {...}, 'options': ...}")
         if options is not None and not isinstance(options, dict):
             raise ValueError(f"get_action: options must be a map or nil, got {type(options).__name__}")
+        self.limits.check_get_action(observation, options)  # before any image work
         result = self.policy.get_action(observation, options)
         if isinstance(result, tuple) and len(result) == 2:
             action, info = result
@@ -140,19 +144,21 @@ class PolicyServer:
 
     # ---- request handling -------------------------------------------------------------------------
 
-    def handle(self, payload: bytes) -> bytes:
+    def handle(self, payload: bytes | memoryview) -> bytes:
         """Reply bytes for one request body. Never raises."""
         try:
             return pack(self._dispatch(payload))
         except Exception as exc:  # every failure becomes an error reply; the loop must keep serving
-            message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ProtocolError) else str(exc)
+            plain = isinstance(exc, (ProtocolError, RequestRejected))
+            message = str(exc) if plain else f"{type(exc).__name__}: {exc}"
             logger.warning("request failed: %s", message)
             return pack({"error": message})
 
-    def _dispatch(self, payload: bytes) -> Any:
-        if len(payload) > self.max_message_bytes:
+    def _dispatch(self, payload: bytes | memoryview) -> Any:
+        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        if size > self.max_message_bytes:
             raise ProtocolError(
-                f"message of {len(payload)} bytes exceeds the server limit of {self.max_message_bytes} bytes"
+                f"message of {size} bytes exceeds the server limit of {self.max_message_bytes} bytes"
             )
         request = unpack(payload)
         if not isinstance(request, dict):
@@ -174,26 +180,29 @@ class PolicyServer:
             raise ProtocolError(f"{name}: 'data' must be a map with string keys, got {type(data).__name__}")
         return endpoint.handler(**data)
 
-    def _receive(self) -> tuple[list[bytes], list[bytes]] | None:
-        """(routing envelope, body frames) of one message; the body is empty if the message was malformed."""
-        frames: list[bytes] = []
-        dropped = False
+    def _receive(self) -> tuple[list[bytes], int, zmq.Frame | None] | None:
+        """(routing envelope, number of body frames, the body frame when there is exactly one).
+
+        Frames are not copied, and only the first `_MAX_ENVELOPE_FRAMES` are kept. The envelope is
+        the identity plus everything up to and including the first empty delimiter frame (a REQ
+        peer's), or the identity alone (a DEALER peer without a delimiter). None: nobody to answer.
+        """
+        kept: list[zmq.Frame] = []
+        extra = 0
         while True:
-            frame = self._socket.recv(copy=True)
-            if len(frames) < _MAX_FRAMES:
-                frames.append(frame)
+            frame = self._socket.recv(copy=False)
+            if len(kept) < _MAX_ENVELOPE_FRAMES:
+                kept.append(frame)
             else:
-                dropped = True
-            if not self._socket.getsockopt(zmq.RCVMORE):
+                extra += 1  # dropped: a body of several frames is answered with an error anyway
+            if not frame.more:
                 break
-        if dropped or len(frames) < 2:
-            # A REQ peer never sends this; answer anyway if we can identify the peer.
-            return (frames[:1], []) if frames else None
-        if b"" in frames[1:]:
-            split = frames.index(b"", 1) + 1
-        else:
-            split = 1  # a DEALER peer without the empty delimiter
-        return frames[:split], frames[split:]
+        if not kept:
+            return None
+        split = next((i + 1 for i in range(1, len(kept)) if len(kept[i]) == 0), 1)
+        body = kept[split:]
+        count = len(body) + extra
+        return [f.bytes for f in kept[:split]], count, body[0] if count == 1 else None
 
     def serve_once(self, timeout_ms: int = 100) -> bool:
         """Handle at most one request; False if none arrived within `timeout_ms`."""
@@ -202,11 +211,12 @@ class PolicyServer:
         received = self._receive()
         if received is None:
             return True
-        envelope, body = received
-        if len(body) != 1:
-            reply = pack({"error": f"expected a single-frame request body, got {len(body)} frames"})
+        envelope, count, body = received
+        if count != 1 or body is None:
+            reply = pack({"error": f"expected a single-frame request body, got {count} frames"})
         else:
-            reply = self.handle(body[0])
+            reply = self.handle(body.buffer)
+        del body
         try:
             self._socket.send_multipart([*envelope, reply])
         except zmq.ZMQError as exc:  # the peer went away; nothing to answer

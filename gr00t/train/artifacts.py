@@ -1,7 +1,7 @@
 """The non-tensor files of a checkpoint folder (rank 0): settings, data position, processor, statistics,
 embodiment map, the resolved experiment config and the optimiser's parameter names.
 
-Each file is written atomically (temporary name + rename); see :mod:`gr00t.train.checkpoint` for
+Each file is written atomically (:mod:`gr00t.atomic`); see :mod:`gr00t.train.checkpoint` for
 the folder layout.
 """
 
@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from gr00t import atomic
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.optimizer_state import write_param_names
 from gr00t.train.settings import TrainingSettings
@@ -50,15 +51,15 @@ def write_artifacts(
     optimizer_param_names: list[dict[str, Any]] | None = None,
 ) -> None:
     """Write every given artifact into the checkpoint folder ``directory`` being assembled."""
-    ckpt.write_json_atomic(directory / ckpt.DATA_STATE_NAME, data_state)
-    ckpt.write_json_atomic(directory / ckpt.SETTINGS_NAME, settings.to_dict())
+    atomic.write_json(directory / ckpt.DATA_STATE_NAME, data_state, sort_keys=True)
+    atomic.write_json(directory / ckpt.SETTINGS_NAME, settings.to_dict(), sort_keys=True)
     if optimizer_param_names is not None:
         write_param_names(directory, optimizer_param_names)
     if processor is not None:
         processor.save_pretrained(str(directory))
     if statistics is not None:
-        ckpt.write_json_atomic(directory / ckpt.STATISTICS_NAME, jsonable(statistics))
+        atomic.write_json(directory / ckpt.STATISTICS_NAME, jsonable(statistics), sort_keys=True)
     if embodiment_map is not None:
-        ckpt.write_json_atomic(directory / ckpt.EMBODIMENT_MAP_NAME, dict(embodiment_map))
+        atomic.write_json(directory / ckpt.EMBODIMENT_MAP_NAME, dict(embodiment_map), sort_keys=True)
     if experiment_config is not None:
-        ckpt.write_text_atomic(directory / ckpt.EXPERIMENT_CONFIG_NAME, as_yaml(experiment_config))
+        atomic.write_text(directory / ckpt.EXPERIMENT_CONFIG_NAME, as_yaml(experiment_config))

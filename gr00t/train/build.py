@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from gr00t import atomic
 from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API in one place)
     DEMO_DATA,
     BuildError,
@@ -42,7 +42,9 @@ from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API 
     mixture_embodiments,
     resolve_mixture,
 )
-from gr00t.train.settings import per_device_batch
+from gr00t.train.lifetime import tie_trainer_to_launcher
+from gr00t.train.run_lock import holding_run_dir
+from gr00t.train.settings import derive_batch, global_batch_note
 
 logger = logging.getLogger(__name__)
 
@@ -122,12 +124,18 @@ def build_model(cfg: DictConfig) -> tuple[Any, dict[str, Any]]:
             config = config_from_dict(fields)
         except ValueError as exc:
             raise BuildError(f"model ({preset}): {exc}") from exc
+        __import__("torch").manual_seed(int(cfg.get("seed", 42)))  # `seed=` fixes the initial weights too
         return Gr00tN16Model(config), {"source": f"preset {preset}", "preset": preset}
 
     checkpoint = resolve_base_checkpoint(str(base))
     base_config = Gr00tN16Config.from_pretrained(str(checkpoint))
     explicit = explicit_model_overrides()
-    frozen = sorted(k for k in explicit if k not in TRAINING_TIME_FIELDS)
+    # architecture keys may be named (a recipe states the released shapes) as long as they agree
+    frozen = sorted(
+        k
+        for k in explicit
+        if k not in TRAINING_TIME_FIELDS and fields.get(k) != getattr(base_config, k, None)
+    )
     if frozen:
         raise BuildError(
             f"model.{frozen[0]} cannot change when finetuning from base={base}: it is part of the checkpoint's "
@@ -240,12 +248,15 @@ def trainer_settings(cfg: DictConfig, info: DistInfo) -> dict[str, Any]:
     node = OmegaConf.to_container(cfg.trainer, resolve=True, enum_to_str=True)
     assert isinstance(node, dict)
     global_batch = node.pop("global_batch_size", None)
-    if node.get("per_device_batch_size") is None:
-        accumulation = int(node.get("gradient_accumulation_steps") or 1)
-        try:
-            node["per_device_batch_size"] = per_device_batch(global_batch, info.world_size, accumulation)
-        except ValueError as exc:
-            raise BuildError(str(exc)) from exc
+    try:
+        node["per_device_batch_size"], node["gradient_accumulation_steps"] = derive_batch(
+            global_batch,
+            node.get("per_device_batch_size"),
+            node.get("gradient_accumulation_steps"),
+            info.world_size,
+        )
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
     node["seed"] = int(cfg.get("seed", node.get("seed", 42)))
     if cfg.get("resume") is not None:  # the recipe's top-level `resume=` (SPEC: "resume=false starts over")
         node["resume"] = bool(cfg.resume)
@@ -266,6 +277,7 @@ def build_and_train(cfg: DictConfig, log_name: str = "train") -> int:
     `log_name`: the run's log file, `<run_dir>/<log_name>.log`."""
     from gr00t.train.run_logging import RunLog
 
+    tie_trainer_to_launcher()  # under torchrun: die with the agent rather than outlive it as an orphan
     info = dist_info()
     log = RunLog(info.is_main)
     if cfg.get("data") is None or OmegaConf.is_missing(cfg, "data"):  # fail before the heavy imports
@@ -276,7 +288,8 @@ def build_and_train(cfg: DictConfig, log_name: str = "train") -> int:
     run_dir = Path(str(cfg.run_dir)).expanduser().resolve()
     created = _first_missing(run_dir)
     try:
-        return _build_and_train(cfg, info, run_dir, log, log_name)
+        with holding_run_dir(run_dir):  # one trainer per run directory: fails fast when another holds it
+            return _build_and_train(cfg, info, run_dir, log, log_name)
     except BaseException:
         if info.is_main and created is not None:
             _remove_unstarted(run_dir, created)
@@ -291,14 +304,19 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     init_distributed(info)
     threads = apply_cpu_threads(cfg.trainer.get("cpu_threads"))
     mixture = resolve_mixture(cfg, (main.name or main.tag) if main is not None else None, info)
+    from gr00t.train.arguments import check_engine
     from gr00t.train.trainer import run_training
 
     settings = _settings(cfg, info)
     global_batch = settings.global_batch_size
     embodiments = mixture_embodiments(mixture, main)
-    stats = ensure_all_stats(mixture, embodiments, info)
+    stats = ensure_all_stats(mixture, embodiments, info, recompute=bool(cfg.get("recompute_stats")))
 
     model, model_source = build_model(cfg)
+    try:  # precision, DeepSpeed config and optimiser that cannot work together fail here, in one line
+        check_engine(settings, str(model.config.model_dtype), info.world_size)
+    except (ValueError, FileNotFoundError) as exc:
+        raise BuildError(str(exc)) from exc
     processor = build_processor(cfg, model.config, embodiments, stats)
     dataset = build_training_dataset(build_datasets(mixture, embodiments), processor, seed=settings.seed)
     from gr00t.data.collator import Gr00tCollator
@@ -319,7 +337,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     }
     if info.is_main:
         log.attach(run_dir, log_name)
-        _write_json_atomic(run_dir / "effective_settings.json", effective)
+        atomic.write_json(run_dir / "effective_settings.json", effective)
         logger.info("effective settings:\n%s", json.dumps(effective, indent=2, default=str))
         print(
             f"[gr00t] {cfg.get('recipe')}: {model_source['source']}, "
@@ -357,6 +375,10 @@ def _settings(cfg: DictConfig, info: DistInfo) -> Any:
         raise BuildError(str(exc)) from exc
     accumulation = settings.gradient_accumulation_steps
     settings.global_batch_size = settings.per_device_batch_size * info.world_size * accumulation
+    note = global_batch_note(cfg.trainer.get("global_batch_size"), settings, info.world_size)
+    if note and info.is_main:
+        logger.warning(note)
+        print(f"[gr00t] warning: {note}", flush=True)
     return settings
 
 
@@ -417,9 +439,3 @@ def apply_cpu_threads(threads: int | None) -> int | None:
         raise BuildError(f"trainer.cpu_threads={threads}: expected a positive integer or null")
     torch.set_num_threads(int(threads))
     return int(threads)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)

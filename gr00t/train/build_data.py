@@ -186,9 +186,11 @@ def mixture_embodiments(mixture: Any, main: Any | None) -> dict[str, Any]:
 
 
 def ensure_all_stats(
-    mixture: Any, embodiments: Mapping[str, Any], info: DistInfo
+    mixture: Any, embodiments: Mapping[str, Any], info: DistInfo, recompute: bool = False
 ) -> dict[str, tuple[Any, Any]]:
-    """Per embodiment tag: (stats, relative_stats) over its datasets; rank 0 computes, others wait."""
+    """Per embodiment tag: (stats, relative_stats) over its datasets; rank 0 computes, others wait.
+
+    Statistics that do not fit are an error unless ``recompute`` (`recompute_stats=true`)."""
     from gr00t.data.stats import ensure_stats
 
     roots: dict[str, list[Path]] = {}
@@ -199,5 +201,7 @@ def ensure_all_stats(
         configs[emb.tag] = emb
     out = {}
     for tag, paths in roots.items():
-        out[tag] = ensure_stats(paths, configs[tag], is_main_process=info.is_main, barrier=barrier)
+        out[tag] = ensure_stats(
+            paths, configs[tag], is_main_process=info.is_main, barrier=barrier, recompute=recompute
+        )
     return out

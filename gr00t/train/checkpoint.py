@@ -18,10 +18,12 @@ A run directory looks like this (``<N>`` = optimiser steps done)::
         global_step<N>/, latest        DeepSpeed engine checkpoint (under DeepSpeed; incl. optimizer)
         rng_state.pth | rng_state_<rank>.pth   python / numpy / torch (/ cuda) RNG per rank
         trainer_state.json             HF TrainerState (global step, log history)
-      checkpoint-<N>.tmp-<pid>/        a checkpoint being written (ignored, removed on the next start)
+      checkpoint-<N>.tmp-<pid>/        a checkpoint being written by process <pid> (ignored; the next
+                                       start removes it unless that process still runs)
       metrics.jsonl, loss_curve.png    logging (gr00t.train.logging_callbacks)
       wandb/, wandb_run_id             offline wandb files; the id makes a resumed run continue the same run
       PREEMPTED                        present while a preempted run waits to be requeued
+      RUN_LOCK                         held (flock) by the run's rank 0; names the holder (gr00t.train.run_lock)
 
 Writes go to ``checkpoint-<N>.tmp-<pid>``; when every rank has finished, rank 0 writes ``COMPLETE``,
 fsyncs and renames the folder to ``checkpoint-<N>``. A crash at any point leaves either the old set
@@ -39,6 +41,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gr00t import atomic
+from gr00t.model.checkpoint_files import check_checkpoint_files
+
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "COMPLETE"
 TMP_INFIX = ".tmp-"
@@ -51,7 +56,8 @@ OPTIMIZER_PARAMS_NAME = "optimizer_params.json"
 PREEMPTED_MARKER = "PREEMPTED"
 
 _FINAL_RE = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
-_TMP_RE = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+){re.escape(TMP_INFIX)}\d+$")
+# checkpoint-<step>.tmp-<pid>, optionally with a -<word> suffix (a folder renamed aside while replaced)
+_TMP_RE = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+){re.escape(TMP_INFIX)}(\d+)(?:-\w+)?$")
 
 
 def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
@@ -107,71 +113,57 @@ def incomplete_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(out)
 
 
+def temp_owner(path: str | Path) -> int | None:
+    """The pid of the process that writes a temporary checkpoint folder (None for other folders)."""
+    match = _TMP_RE.match(Path(path).name)
+    return int(match.group(2)) if match else None
+
+
+def foreign_temporaries(run_dir: str | Path) -> list[Path]:
+    """Temporary checkpoint folders that a live process other than this one is writing (on this host)."""
+    out = []
+    for p in incomplete_checkpoints(run_dir):
+        owner = temp_owner(p)
+        if owner is not None and owner != os.getpid() and atomic.pid_alive(owner):
+            out.append(p)
+    return out
+
+
 def remove_incomplete(run_dir: str | Path) -> list[Path]:
-    """Delete what :func:`incomplete_checkpoints` lists (call on rank 0 before training starts)."""
-    removed = incomplete_checkpoints(run_dir)
+    """Delete what :func:`incomplete_checkpoints` lists, except another live process's temporaries.
+
+    Call on rank 0, holding the run-directory lock, before training starts. A temporary folder
+    carries its writer's pid: one whose writer still runs (another run, or a trainer outliving its
+    launcher) is left alone; see :func:`foreign_temporaries`.
+    """
+    keep = set(foreign_temporaries(run_dir))
+    removed = [p for p in incomplete_checkpoints(run_dir) if p not in keep]
     for p in removed:
         shutil.rmtree(p, ignore_errors=True)
     return removed
 
 
-def _fsync_path(path: str | Path) -> None:
-    """fsync a file or directory, best effort (not every filesystem allows it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: str | Path, data: object) -> None:
-    """Write JSON to ``path`` through a temporary file + rename (never a half-written file)."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write text to ``path`` through a temporary file + rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            _fsync_path(os.path.join(dirpath, name))
-        _fsync_path(dirpath)
-
-
 def publish(tmp_dir: str | Path, step: int) -> Path:
     """Mark ``tmp_dir`` complete and rename it to ``checkpoint-<step>`` next to it (rank 0 only).
 
-    An existing complete ``checkpoint-<step>`` (e.g. a re-save of the same step) is replaced: it is
-    first renamed out of the way, so there is no instant without a complete copy on disk.
+    Every file gets ordinary umask modes first (safetensors writes 0600). An existing complete
+    ``checkpoint-<step>`` (e.g. a re-save of the same step) is replaced: it is first renamed out of
+    the way, so there is no instant without a complete copy on disk.
     """
     tmp_dir = Path(tmp_dir)
     if not tmp_dir.is_dir():
         raise FileNotFoundError(f"checkpoint being published does not exist: {tmp_dir}")
-    _fsync_tree(tmp_dir)
-    write_json_atomic(tmp_dir / COMPLETE_MARKER, {"step": step, "time": time.time()})
-    _fsync_path(tmp_dir)
+    atomic.share_tree(tmp_dir)
+    atomic.fsync_tree(tmp_dir)
+    atomic.write_json(tmp_dir / COMPLETE_MARKER, {"step": step, "time": time.time()}, sort_keys=True)
     final = checkpoint_dir(tmp_dir.parent, step)
     old = None
     if final.exists():
-        old = temp_checkpoint_dir(tmp_dir.parent, step, os.getpid() + 1_000_000)
+        old = tmp_dir.parent / f"{final.name}{TMP_INFIX}{os.getpid()}-replaced"
         (final / COMPLETE_MARKER).unlink(missing_ok=True)
         os.replace(final, old)
     os.replace(tmp_dir, final)
-    _fsync_path(final.parent)
+    atomic.fsync_path(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -193,7 +185,8 @@ def rotate(run_dir: str | Path, keep: int | None) -> list[Path]:
 def archive_checkpoints(run_dir: str | Path) -> Path | None:
     """Move every checkpoint of ``run_dir`` into ``superseded-<time>/`` (for ``resume=false``)."""
     run_dir = Path(run_dir)
-    found = list_checkpoints(run_dir) + incomplete_checkpoints(run_dir)
+    keep = set(foreign_temporaries(run_dir))
+    found = list_checkpoints(run_dir) + [p for p in incomplete_checkpoints(run_dir) if p not in keep]
     if not found:
         return None
     dest = run_dir / time.strftime("superseded-%Y%m%d-%H%M%S", time.gmtime())
@@ -318,12 +311,15 @@ def config_differences(
 def check_resume_compatible(checkpoint: str | Path, model: Any) -> dict[str, tuple[Any, Any]]:
     """Raise `ResumeMismatchError` unless ``model`` has exactly the checkpoint's parameters.
 
+    First every file a resume reads is checked (`IncompleteCheckpointError` names a truncated one).
+
     The decision compares parameter names and shapes (the checkpoint's safetensors headers against
     ``model.state_dict()``), so training-only config changes (``tune_*``, dropout rates that keep the
     same parameters, ...) are allowed. The error names the differing config.json fields, the first
     differing parameters and the checkpoint. Returns the config differences (for logging).
     """
     checkpoint = Path(checkpoint)
+    check_checkpoint_files(checkpoint)  # a truncated or corrupt file is named here, not deep in a loader
     config_path = checkpoint / "config.json"
     saved_config: dict[str, Any] = {}
     if config_path.is_file():

@@ -18,6 +18,7 @@ worker starts with `worker_init`: torch and FFmpeg use ``dataloader_worker_threa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,29 +26,38 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gr00t.model.batch import Gr00tBatch
+
 if TYPE_CHECKING:  # a spawned worker imports this module for worker_init: keep it light
     from gr00t.train.settings import TrainingSettings
 
 
-def finish_pixel_values(batch: Any) -> Any:
-    """Finish a batch whose ``pixel_values`` came as uint8 (``vlm.pixel_transport=uint8``, the training
-    default) on whatever device it now is: float32 ``(u8 − 127.5) / 127.5`` (the processor's own
-    normalisation), Eagle padding kept at 0, so the model sees the float transport's values bit for bit."""
-    values = batch.get("pixel_values") if isinstance(batch, dict) else None
+def finish_pixel_values(batch: Any, dtype: torch.dtype | None = None) -> Any:
+    """Finish a `Gr00tBatch` whose ``pixel_values`` came as uint8 (``vlm.pixel_transport=uint8``, the
+    training default) on whatever device it now is: float32 ``(u8 − 127.5) / 127.5`` (the processor's own
+    normalisation), Eagle padding kept at 0, so the model sees the float transport's values bit for bit;
+    then ``dtype`` if given (what float inputs get, e.g. DeepSpeed's). Anything else is returned as is."""
+    backbone = batch.backbone if isinstance(batch, Gr00tBatch) else None
+    values = getattr(backbone, "pixel_values", None)
     if not isinstance(values, torch.Tensor) or values.dtype != torch.uint8:
         return batch
     out = values.float().sub_(127.5).div_(127.5)
-    mask = batch.get("pixel_attention_mask")
+    mask = getattr(backbone, "pixel_attention_mask", None)
     if mask is not None and not bool(mask.all()):
         out.masked_fill_(~mask[..., None].bool(), 0.0)
-    batch["pixel_values"] = out
-    return batch
+    if dtype is not None:
+        out = out.to(dtype)
+    return dataclasses.replace(batch, backbone=dataclasses.replace(backbone, pixel_values=out))
 
 
-def worker_init(worker_id: int, threads: int = 1) -> None:
-    """First thing every DataLoader worker runs: ``threads`` torch and FFmpeg threads, so N workers use N cores."""
+def worker_init(worker_id: int, threads: int = 1, signals: tuple[str, ...] = ()) -> None:
+    """First thing every DataLoader worker runs: the preemption ``signals`` are ignored (a signal to the
+    whole job must not kill a worker mid-step) and torch and FFmpeg get ``threads`` threads each, so N
+    workers use N cores."""
     from gr00t.data.video import set_ffmpeg_threads
+    from gr00t.train.preemption import configure_worker_signals
 
+    configure_worker_signals(signals)
     torch.set_num_threads(threads)
     set_ffmpeg_threads(threads)
 
@@ -76,7 +86,9 @@ class EndlessSampler(Sampler[int]):
 
 
 def batch_size_of(batch: Any) -> int:
-    """Number of samples in a collated batch (a dict of tensors, or a tuple of tensors)."""
+    """Number of samples in a collated batch (a `Gr00tBatch`, a dict of tensors or a tuple of tensors)."""
+    if isinstance(batch, Gr00tBatch):
+        return len(batch)
     if isinstance(batch, dict):
         for key in ("embodiment_id", "state", "action"):
             value = batch.get(key)
@@ -151,6 +163,22 @@ def resolve_sampler(
     return sampler
 
 
+class WorkerSafeDataLoader(DataLoader):
+    """A DataLoader whose worker processes are forked with the preemption signals blocked."""
+
+    def __init__(self, *args: Any, signals: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signals = signals
+
+    def __iter__(self) -> Any:
+        if self.num_workers == 0:
+            return super().__iter__()
+        from gr00t.train.preemption import signals_blocked
+
+        with signals_blocked(self.signals):
+            return super().__iter__()
+
+
 def build_train_dataloader(
     dataset: Dataset,
     sampler: Any,
@@ -159,10 +187,13 @@ def build_train_dataloader(
     process_index: int,
 ) -> DataLoader:
     """The training DataLoader: a `WindowStream` for a `WindowSampler`, else ``dataset`` read through
-    ``EndlessSampler(sampler)``; per-rank seeded generator, `worker_init` in every worker."""
+    ``EndlessSampler(sampler)``; per-rank seeded generator, workers forked with the preemption signals
+    blocked (`WorkerSafeDataLoader`), `worker_init` in every worker."""
     workers = settings.dataloader_num_workers
     generator = torch.Generator().manual_seed(settings.seed + 1_000_003 * process_index)
+    signals = tuple(settings.preemption_signals)
     common: dict[str, Any] = dict(
+        signals=signals,
         batch_size=settings.per_device_batch_size,
         collate_fn=collate_fn,
         num_workers=workers,
@@ -170,11 +201,13 @@ def build_train_dataloader(
         prefetch_factor=(settings.dataloader_prefetch_factor or 2) if workers > 0 else None,
         persistent_workers=False,
         generator=generator,
-        worker_init_fn=functools.partial(worker_init, threads=settings.dataloader_worker_threads),
+        worker_init_fn=functools.partial(
+            worker_init, threads=settings.dataloader_worker_threads, signals=signals
+        ),
     )
     if getattr(sampler, "sampling", None) == "windows":
         from gr00t.data.window_stream import WindowStream
 
         sampler.configure_loader(settings.per_device_batch_size, workers)
-        return DataLoader(WindowStream(dataset, sampler), **common)  # type: ignore[arg-type]
-    return DataLoader(dataset, sampler=EndlessSampler(sampler), **common)
+        return WorkerSafeDataLoader(WindowStream(dataset, sampler), **common)  # type: ignore[arg-type]
+    return WorkerSafeDataLoader(dataset, sampler=EndlessSampler(sampler), **common)

@@ -8,7 +8,8 @@ Every logged step carries (besides HF's ``loss``, ``learning_rate``, ``grad_norm
 * ``peak_mem_mb``    peak memory of this process: CUDA max allocated on GPU, peak RSS on CPU.
 
 Rank 0 appends every log to ``<run_dir>/metrics.jsonl`` and writes ``<run_dir>/loss_curve.png``
-(matplotlib, Agg backend) when training ends.
+(`gr00t.train.loss_curve`: smoothed loss, validation loss, learning rate) at each checkpoint and
+when training ends; with wandb on, the curve and the run's dataset and embodiment go there too.
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ import resource
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from gr00t import atomic
+from gr00t.train.loss_curve import read_metrics, write_loss_curve
 
 logger = logging.getLogger(__name__)
 
@@ -101,42 +108,77 @@ class MetricsFileCallback(TrainerCallback):
 
 
 class LossCurveCallback(TrainerCallback):
-    """Plots the training loss against the step into ``<run_dir>/loss_curve.png`` at the end (rank 0)."""
+    """Rank 0 writes ``<run_dir>/loss_curve.png`` (`gr00t.train.loss_curve`) at every checkpoint and at
+    the end, from ``<run_dir>/metrics.jsonl`` (which carries ``val_loss`` when validation runs), else
+    from HF's ``log_history``. With wandb on, the run's dataset and embodiment go into the wandb run
+    config at the start and the final curve is logged as an image."""
 
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / LOSS_CURVE_FILE
+    def __init__(self, run_dir: str | Path, run_info: Mapping[str, Any] | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOSS_CURVE_FILE
+        self.run_info = dict(run_info or {})
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        if state.is_world_process_zero and self.run_info:
+            run = _wandb_run(args)
+            if run is not None:
+                run.config.update(self.run_info, allow_val_change=True)
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
+        if state.is_world_process_zero:
+            self.write(state)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw):
-        if state.is_world_process_zero:
-            write_loss_curve(state.log_history, self.path)
+        if not state.is_world_process_zero:
+            return
+        path = self.write(state)
+        run = _wandb_run(args)
+        if path is not None and run is not None:
+            import wandb
+
+            run.log({"loss_curve": wandb.Image(str(path))})
+
+    def write(self, state: TrainerState) -> Path | None:
+        """Write the PNG now; returns its path (None before the first logged loss)."""
+        metrics = self.run_dir / METRICS_FILE
+        records = read_metrics(metrics) if metrics.is_file() else state.log_history
+        subtitle = "  |  ".join(f"{k} {v}" for k, v in self.run_info.items())
+        return write_loss_curve(records, self.path, title=self.run_dir.name, subtitle=subtitle)
 
 
-def write_loss_curve(log_history: list[dict], path: str | Path) -> Path | None:
-    """Write a loss-vs-step PNG from HF ``log_history``; returns the path (None if no loss was logged)."""
-    points = sorted(
-        {int(r["step"]): float(r["loss"]) for r in log_history if "loss" in r and "step" in r}.items()
-    )
-    if not points:
+def run_info(experiment_config: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """What names a run in its plot and in wandb: recipe, dataset, embodiment, base, model preset."""
+    cfg: Any = experiment_config
+    if isinstance(cfg, str):
+        try:
+            cfg = yaml.safe_load(cfg)
+        except yaml.YAMLError:
+            cfg = None
+    if not isinstance(cfg, Mapping):
+        return {}
+    embodiment = cfg.get("embodiment")
+    if isinstance(embodiment, Mapping):
+        embodiment = embodiment.get("name") or embodiment.get("tag")
+    model, data = cfg.get("model"), cfg.get("data")
+    if data == "demo" and cfg.get("demo_dir"):
+        data = f"demo ({cfg['demo_dir']})"
+    info = {
+        "recipe": cfg.get("recipe"),
+        "dataset": data,
+        "embodiment": embodiment,
+        "base": cfg.get("base"),
+        "model": model.get("name") if isinstance(model, Mapping) else model,
+    }
+    return {k: v for k, v in info.items() if isinstance(v, (str, int, float)) and v != ""}
+
+
+def _wandb_run(args: TrainingArguments) -> Any:
+    """The active wandb run when this trainer reports to wandb, else None."""
+    if "wandb" not in (args.report_to or []):
         return None
-    import matplotlib
+    import wandb
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    steps, losses = zip(*points)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot(steps, losses, marker="." if len(steps) < 50 else None, linewidth=1.2)
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("training loss")
-    ax.set_title("flow-matching loss")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return wandb.run
 
 
 WANDB_ID_FILE = "wandb_run_id"
@@ -172,11 +214,14 @@ def configure_wandb(run_dir: str | Path, mode: str | None, project: str, run_nam
     else:
         run_id = secrets.token_hex(6)
         if int(os.environ.get("RANK", "0")) == 0:
-            tmp = id_file.with_name(f".{id_file.name}.tmp-{os.getpid()}")
-            tmp.write_text(run_id)
-            os.replace(tmp, id_file)
+            atomic.write_text(id_file, run_id)
     os.environ["WANDB_RUN_ID"] = run_id
     os.environ["WANDB_RESUME"] = "allow"
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is None:
+        # wandb reads its environment once per process: without this a second run in the same
+        # process (a notebook, a sweep) would write into the first run's wandb folder
+        wandb.teardown()
     return report_to
 
 

@@ -1,6 +1,9 @@
 """Optimiser and learning-rate schedule of the training recipe (SPEC-N16 §3).
 
-* AdamW (lr 1e-4, weight decay 1e-5, betas 0.9/0.999 by default).
+* AdamW (lr 1e-4, weight decay 1e-5, betas 0.9/0.999 by default): torch's (``optimizer=adamw``),
+  bitsandbytes' 8-bit AdamW (``adamw_8bit``: both moments block-quantised to 8 bits, 2 bytes per
+  parameter instead of 8; tensors under 4096 elements keep 32-bit moments) or DeepSpeed's CPU Adam
+  in AdamW mode (``cpu_adam``: what ZeRO-Offload of the optimiser state requires).
 * No weight decay on biases, normalisation weights, or any other parameter with fewer than two
   dimensions. Everything else (linear/embedding matrices, per-embodiment ``W [E, in, out]``,
   the learned mask token) is decayed.
@@ -25,6 +28,7 @@ _NORM_NAME_PARTS = ("norm", "ln_", ".ln", "layernorm", "rmsnorm")
 class OptimizerSettings:
     """Hyper-parameters of AdamW and its schedule."""
 
+    optimizer: str = "adamw"  # adamw | adamw_8bit | cpu_adam
     learning_rate: float = 1e-4
     backbone_learning_rate: float | None = None  # None: same as learning_rate
     weight_decay: float = 1e-5
@@ -101,19 +105,47 @@ def _is_backbone(name: str, prefix: str) -> bool:
     return name.startswith(prefix) or f".{prefix}" in name
 
 
-def build_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.AdamW:
-    """torch AdamW over :func:`param_groups` (torch's own, so DeepSpeed needs no compiled op)."""
+def build_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
+    """AdamW over :func:`param_groups`: torch's (so DeepSpeed needs no compiled op), bitsandbytes'
+    8-bit one, or DeepSpeed's CPU Adam (``settings.optimizer``)."""
     if settings.learning_rate <= 0:
         raise ValueError(f"learning_rate={settings.learning_rate}: expected > 0")
     if settings.weight_decay < 0:
         raise ValueError(f"weight_decay={settings.weight_decay}: expected >= 0")
-    return torch.optim.AdamW(
-        param_groups(model, settings),
+    groups = param_groups(model, settings)
+    common = dict(
         lr=settings.learning_rate,
         betas=(settings.adam_beta1, settings.adam_beta2),
         eps=settings.adam_epsilon,
         weight_decay=settings.weight_decay,
     )
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(groups, **common)
+    if settings.optimizer == "adamw_8bit":
+        return _bitsandbytes().optim.AdamW8bit(groups, **common)
+    if settings.optimizer == "cpu_adam":
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(groups, adamw_mode=True, **common)
+    raise ValueError(f"optimizer={settings.optimizer!r}: expected adamw, adamw_8bit or cpu_adam")
+
+
+def _bitsandbytes():
+    """bitsandbytes, imported quietly (it logs a warning about optional 4-bit CPU kernels we never use)."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        import bitsandbytes
+    except ImportError as exc:
+        raise ImportError(
+            "trainer.optimizer=adamw_8bit needs bitsandbytes (pip install bitsandbytes)"
+        ) from exc
+    finally:
+        root.setLevel(level)
+    return bitsandbytes
 
 
 def warmup_steps(max_steps: int, warmup_ratio: float) -> int:

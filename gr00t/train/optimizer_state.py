@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from gr00t import atomic
 from gr00t.train import checkpoint as ckpt
 
 NAMES_FORMAT = 1
@@ -47,7 +48,7 @@ def param_group_names(model: torch.nn.Module, groups: Iterable[dict[str, Any]]) 
 def write_param_names(directory: str | Path, groups: list[dict[str, Any]]) -> Path:
     """Write ``optimizer_params.json`` into a checkpoint folder (atomically)."""
     path = Path(directory) / ckpt.OPTIMIZER_PARAMS_NAME
-    ckpt.write_json_atomic(path, {"format": NAMES_FORMAT, "param_groups": groups})
+    atomic.write_json(path, {"format": NAMES_FORMAT, "param_groups": groups}, sort_keys=True)
     return path
 
 

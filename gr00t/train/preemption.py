@@ -13,19 +13,28 @@ Protocol (SLURM scripts rely on it):
 
 SLURM sends ``SIGTERM`` ``KillWait`` seconds (default 30) before ``SIGKILL``; ask for an earlier
 warning with ``#SBATCH --signal=USR1@<seconds>`` so that one step plus one checkpoint fit.
+
+SLURM (and torchrun, which forwards SIGTERM with ``killpg``) signal every process of the job,
+DataLoader workers included. Workers therefore ignore the preemption signals
+(`configure_worker_signals`, called from the DataLoader's ``worker_init_fn``; they are forked
+with those signals blocked, so none lands before that call) and leave shutdown to
+the trainer; otherwise the trainer would die of "DataLoader worker killed by signal" before saving.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import FrameType
 
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
+
+from gr00t.train.lifetime import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +56,38 @@ def _resolve(sig: str | int | signal.Signals) -> signal.Signals:
         raise ValueError(
             f"unknown preemption signal {sig!r}; expected a name such as 'SIGTERM' or 'SIGUSR1'"
         ) from e
+
+
+def worker_signal_set(signals: Iterable[str | int | signal.Signals] = DEFAULT_SIGNALS) -> set[signal.Signals]:
+    """The signals DataLoader workers ignore: the defaults plus the configured preemption signals."""
+    return {_resolve(sig) for sig in set(DEFAULT_SIGNALS) | set(signals)}
+
+
+def configure_worker_signals(signals: Iterable[str | int | signal.Signals] = DEFAULT_SIGNALS) -> None:
+    """In a DataLoader worker: ignore the preemption signals and die (SIGKILL) with the trainer.
+
+    Workers are forked with these signals blocked (`signals_blocked`), so one that arrives between
+    the fork and this call stays pending and is discarded once ignored, instead of killing the worker.
+    """
+    wanted = worker_signal_set(signals)
+    for sig in wanted:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, wanted)
+    die_with_parent()
+
+
+@contextlib.contextmanager
+def signals_blocked(signals: Iterable[str | int | signal.Signals] = DEFAULT_SIGNALS) -> Iterator[None]:
+    """Block the worker signals in this thread while DataLoader workers are forked.
+
+    Forked children inherit the mask; in the parent a signal that arrives meanwhile stays pending
+    and reaches the preemption handler when the previous mask is restored.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, worker_signal_set(signals))
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class PreemptionHandler:

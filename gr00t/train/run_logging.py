@@ -29,6 +29,8 @@ class RunLog:
             root.addHandler(stream)
         root.setLevel(logging.INFO)
         logging.getLogger("gr00t").setLevel(logging.INFO if is_main else logging.WARNING)
+        # bitsandbytes (trainer.optimizer=adamw_8bit) warns on import about 4-bit CPU kernels we never use
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
         self.memory = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.DEBUG, target=None)
         self.memory.setFormatter(formatter)
         if is_main:

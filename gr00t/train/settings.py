@@ -55,6 +55,15 @@ class DataSampling(str, enum.Enum):
     random = "random"
 
 
+class OptimizerName(str, enum.Enum):
+    """adamw: torch AdamW; adamw_8bit: bitsandbytes 8-bit AdamW (block-quantised moments, CPU and
+    CUDA); cpu_adam: DeepSpeed's CPU Adam (AdamW mode), required by ZeRO-Offload of the optimiser."""
+
+    adamw = "adamw"
+    adamw_8bit = "adamw_8bit"
+    cpu_adam = "cpu_adam"
+
+
 class WandbMode(str, enum.Enum):
     """wandb's mode; null in the config means $WANDB_MODE, else offline."""
 
@@ -83,12 +92,15 @@ class TrainerConfig:
     1 000 steps, 5 kept."""
 
     max_steps: int = 10_000
-    # The batch: `global_batch_size` split over processes x accumulation, unless
-    # `per_device_batch_size` is set (then it wins and the global batch follows from it).
+    # The batch (`derive_batch`): `global_batch_size` split over processes x accumulation; or, with
+    # `per_device_batch_size` set and `gradient_accumulation_steps: null`, the accumulation that
+    # reaches the global batch with that micro-batch on this many processes (the pretraining
+    # recipe); with both set, they win and the global batch follows from them.
     global_batch_size: int | None = 64
     per_device_batch_size: int | None = None
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int | None = 1
     # optimiser / schedule
+    optimizer: OptimizerName = OptimizerName.adamw
     learning_rate: float = 1e-4
     backbone_learning_rate: float | None = None  # None: same as learning_rate
     weight_decay: float = 1e-5
@@ -107,12 +119,15 @@ class TrainerConfig:
     )
     precision: Precision = Precision.auto
     tf32: bool = True
+    # The memory profile these settings came from (`memory=<profile>`, gr00t/configs/memory/*.yaml).
+    memory: str = "default"
     gradient_checkpointing: bool = False
     cpu_threads: int | None = None  # CPU-only machines: torch threads per process (None: torch default)
     lora_rank: int = 0  # 0 = off; >0 = LoRA adapters on the backbone's LLM layers
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_DEFAULT_TARGETS))
+    lora_dit: bool = False  # with lora_rank > 0: adapters on the DiT's attention/feed-forward too
     # data loading
     dataloader_num_workers: int = 4
     dataloader_prefetch_factor: int | None = None
@@ -130,6 +145,39 @@ class TrainerConfig:
     progress_bar: bool = True
     # preemption
     exit_on_preemption: bool = True
+
+
+def derive_batch(
+    global_batch: int | None, per_device: int | None, accumulation: int | None, world_size: int
+) -> tuple[int, int]:
+    """(per-device micro-batch, accumulation steps) of a launch on ``world_size`` processes."""
+    if per_device is not None and accumulation is None:
+        if global_batch is None:
+            raise ValueError("trainer.gradient_accumulation_steps=null needs trainer.global_batch_size")
+        denom = per_device * world_size
+        if global_batch % denom:
+            raise ValueError(
+                f"trainer.global_batch_size={global_batch} is not divisible by {per_device} per device x "
+                f"{world_size} processes; set trainer.gradient_accumulation_steps explicitly"
+            )
+        return per_device, global_batch // denom
+    accumulation = 1 if accumulation is None else int(accumulation)
+    if per_device is None:
+        per_device = per_device_batch(global_batch, world_size, max(1, accumulation))
+    return per_device, accumulation
+
+
+def global_batch_note(target: int | None, settings: TrainerConfig, world_size: int) -> str | None:
+    """The warning for a launch whose global batch is not the recipe's `global_batch_size` (None: it is)."""
+    accumulation = int(settings.gradient_accumulation_steps or 1)
+    actual = int(settings.per_device_batch_size or 0) * world_size * accumulation
+    if target is None or int(target) == actual:
+        return None
+    return (
+        f"trainer.global_batch_size={target} but this launch trains with global batch {actual} = "
+        f"{settings.per_device_batch_size} per device x {world_size} processes x {accumulation} accumulation; "
+        "trainer.gradient_accumulation_steps=null derives the accumulation that reaches it"
+    )
 
 
 def per_device_batch(global_batch: int | None, world_size: int, accumulation: int) -> int:
@@ -162,14 +210,15 @@ class TrainingSettings(TrainerConfig):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
                 setattr(self, key, tuple(value))
-        for key in ("lr_scheduler", "precision", "wandb_mode", "dataloader_sampling"):
+        for key in ("lr_scheduler", "precision", "wandb_mode", "optimizer", "dataloader_sampling"):
             value = getattr(self, key)
             if isinstance(value, enum.Enum):
                 setattr(self, key, value.value)
-        if self.per_device_batch_size is None:
+        if self.per_device_batch_size is None or self.gradient_accumulation_steps is None:
             world = int(os.environ.get("WORLD_SIZE", "1"))
-            accumulation = max(1, int(self.gradient_accumulation_steps))
-            self.per_device_batch_size = per_device_batch(self.global_batch_size, world, accumulation)
+            self.per_device_batch_size, self.gradient_accumulation_steps = derive_batch(
+                self.global_batch_size, self.per_device_batch_size, self.gradient_accumulation_steps, world
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingSettings:
@@ -193,7 +242,12 @@ class TrainingSettings(TrainerConfig):
         for name in (*_POSITIVE, "per_device_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)}: expected an integer >= 1")
-        choices = {"precision": Precision, "lr_scheduler": LrScheduler, "dataloader_sampling": DataSampling}
+        choices = {
+            "precision": Precision,
+            "lr_scheduler": LrScheduler,
+            "optimizer": OptimizerName,
+            "dataloader_sampling": DataSampling,
+        }
         for name, kind in choices.items():
             if getattr(self, name) not in [m.value for m in kind]:
                 raise ValueError(
@@ -219,6 +273,7 @@ class TrainingSettings(TrainerConfig):
         from gr00t.train.optim import OptimizerSettings
 
         return OptimizerSettings(
+            optimizer=self.optimizer,
             learning_rate=self.learning_rate,
             backbone_learning_rate=self.backbone_learning_rate,
             weight_decay=self.weight_decay,

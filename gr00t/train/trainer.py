@@ -32,7 +32,9 @@ Behaviour:
 * Process count comes from the launcher (``torchrun`` env). ``settings.deepspeed="auto"`` means
   DeepSpeed ZeRO-2 whenever more than one process runs, plain single-process training otherwise.
   The optimiser is always torch's AdamW handed to DeepSpeed as a client optimiser.
-* bf16 mixed precision (+ TF32) on CUDA, fp32 on CPU (``precision="auto"``).
+* bf16 autocast (+ TF32 on CUDA) around each forward pass when the resolved precision is bf16
+  (``precision="auto"``: bf16 on CUDA, and on CPU for a model storing bf16 weights); the
+  parameters keep the model's precision policy (see :mod:`~gr00t.train.arguments`).
 * Effective global batch = per-device batch × processes × gradient accumulation, logged at start.
 * Resume: with ``settings.resume`` (default) the newest *complete* checkpoint of ``run_dir`` is
   restored — weights, optimiser, scheduler, per-rank RNG, trainer state and the data position
@@ -44,6 +46,8 @@ Behaviour:
   optimiser's ordered parameter names differ from the checkpoint's ``optimizer_params.json``
   (another trainable set), the AdamW moments start fresh with a warning and the schedule position
   is kept; under DeepSpeed such a resume is refused with `checkpoint.ResumeMismatchError`.
+* One trainer per run directory: rank 0 holds ``run_dir/RUN_LOCK`` (:mod:`~gr00t.train.run_lock`);
+  a second run on the folder fails at once naming the holder.
 * Preemption: SIGTERM/SIGUSR1 → finish the step, checkpoint, write ``run_dir/PREEMPTED``, then
   ``sys.exit(REQUEUE_EXIT_CODE)`` (75) when ``settings.exit_on_preemption`` (default) — otherwise
   the result has ``preempted=True``. See :mod:`gr00t.train.preemption`.
@@ -58,6 +62,8 @@ Behaviour:
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -70,9 +76,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback
 
+from gr00t import atomic
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.arguments import (
     DEFAULT_TORCH_EXTENSIONS_DIR,
+    model_storage_dtype,
     resolve_deepspeed_config,
     resolve_precision,
     training_arguments,
@@ -80,13 +88,8 @@ from gr00t.train.arguments import (
 from gr00t.train.artifacts import write_artifacts
 from gr00t.train.distributed import barrier, broadcast, launcher_world_size
 from gr00t.train.grad_checkpointing import enable_gradient_checkpointing
-from gr00t.train.loader import (
-    EndlessSampler,
-    batch_size_of,
-    build_train_dataloader,
-    finish_pixel_values,
-    resolve_sampler,
-)
+from gr00t.train.lifetime import tie_trainer_to_launcher
+from gr00t.train.loader import EndlessSampler, batch_size_of, build_train_dataloader, resolve_sampler
 from gr00t.train.logging_callbacks import (
     LossCurveCallback,
     MetricsFileCallback,
@@ -94,6 +97,7 @@ from gr00t.train.logging_callbacks import (
     StepMetricsCallback,
     configure_wandb,
     finish_wandb,
+    run_info,
     wandb_report_to,
 )
 from gr00t.train.lora import LORA_DEFAULT_TARGETS, apply_lora, lora_module_pattern
@@ -105,13 +109,16 @@ from gr00t.train.optimizer_state import (
     read_param_names,
 )
 from gr00t.train.preemption import REQUEUE_EXIT_CODE, PreemptionHandler, StopOnPreemption
+from gr00t.train.run_lock import locks_run_dir
 from gr00t.train.settings import TrainingResult, TrainingSettings
+from gr00t.train.typed_batch import TypedBatchHooks
 
 logger = logging.getLogger(__name__)
 
 
-class Gr00tTrainer(Trainer):
-    """HF Trainer with our optimiser/schedule, sampler-based data position and atomic checkpoints."""
+class Gr00tTrainer(TypedBatchHooks, Trainer):
+    """HF Trainer with our optimiser/schedule, sampler-based data position and atomic checkpoints,
+    fed `Gr00tBatch` objects (see :mod:`gr00t.train.typed_batch`)."""
 
     def __init__(
         self,
@@ -122,9 +129,11 @@ class Gr00tTrainer(Trainer):
         processor: Any | None = None,
         artifacts: dict[str, Any] | None = None,
         preemption: PreemptionHandler | None = None,
+        precision: str = "fp32",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.precision = precision
         self.settings = settings
         self.run_dir = Path(run_dir)
         self.sampler = sampler
@@ -140,6 +149,16 @@ class Gr00tTrainer(Trainer):
         # Ordered parameter names per optimiser group, recorded when the torch optimiser is built
         # (before DeepSpeed wraps it) and stored in every checkpoint.
         self.optimizer_param_names: list[dict[str, Any]] | None = None
+
+    def compute_loss_context_manager(self) -> contextlib.AbstractContextManager:
+        """HF's context plus bf16 autocast when the run's precision is bf16 (backward runs outside it)."""
+        context = super().compute_loss_context_manager()
+        if self.precision != "bf16":
+            return context
+        stack = contextlib.ExitStack()
+        stack.enter_context(context)
+        stack.enter_context(torch.autocast(self.args.device.type, dtype=torch.bfloat16))
+        return stack
 
     # ---- optimiser / schedule ---------------------------------------------------------------
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
@@ -187,21 +206,12 @@ class Gr00tTrainer(Trainer):
             self.train_dataset, self.sampler, self.data_collator, self.settings, self.args.process_index
         )
 
-    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        # uint8 pixel transport: normalised after the move to the device (4x fewer bytes moved), then
-        # given the dtype float inputs get here (DeepSpeed's), exactly as with the float32 transport.
-        inputs = super()._prepare_inputs(inputs)
-        pixels = inputs.get("pixel_values") if isinstance(inputs, dict) else None
-        if isinstance(pixels, torch.Tensor) and pixels.dtype == torch.uint8:
-            inputs["pixel_values"] = self._prepare_input(finish_pixel_values(inputs)["pixel_values"])
-        return inputs
-
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         start = time.perf_counter()
-        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        batches = list(itertools.islice(epoch_iterator, num_batches))
         self.step_metrics.add_data_wait(time.perf_counter() - start)
         self.samples_consumed_local += sum(batch_size_of(b) for b in batches)
-        return batches, num_items
+        return batches, None  # the flow loss is a per-batch mean: HF's item count is not needed
 
     def data_state(self) -> dict[str, Any]:
         """Sampler state at the current data position (global draws consumed by all ranks)."""
@@ -292,6 +302,7 @@ def _deepspeed_resume_problem(
 # ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
+@locks_run_dir()  # rank 0 holds <run_dir>/RUN_LOCK for the whole run: one trainer per run directory
 def run_training(
     model: torch.nn.Module,
     train_dataset: Dataset,
@@ -315,12 +326,14 @@ def run_training(
     if isinstance(settings, dict):
         settings = TrainingSettings.from_dict(settings)
     settings.validate()
+    tie_trainer_to_launcher()  # under torchrun: die with the agent rather than outlive it as an orphan
     run_dir = Path(run_dir).resolve()
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
     report_to = wandb_report_to(settings.wandb_mode)
-    args = training_arguments(settings, run_dir, report_to)  # initialises torch.distributed if launched
+    precision = resolve_precision(settings.precision, model_storage_dtype(model))
+    args = training_arguments(settings, run_dir, report_to, precision)  # initialises torch.distributed
     world_size = max(1, args.world_size)
     rank = args.process_index
 
@@ -364,7 +377,7 @@ def run_training(
     all_callbacks: list[TrainerCallback] = [
         stop_on_preemption,
         MetricsFileCallback(run_dir),
-        LossCurveCallback(run_dir),
+        LossCurveCallback(run_dir, run_info(experiment_config)),
         *(callbacks or []),
     ]
     trainer = Gr00tTrainer(
@@ -383,6 +396,7 @@ def run_training(
             "experiment_config": experiment_config,
         },
         preemption=handler,
+        precision=precision,
     )
     if resume_from is not None:
         trainer.restore_data_state(resume_from)
@@ -412,7 +426,7 @@ def run_training(
         settings.max_steps,
         warmup_steps(settings.max_steps, settings.warmup_ratio),
         mode,
-        "bf16" if args.bf16 else "fp32",
+        precision,
         f"{n_trainable:,}",
         resume_from or "scratch",
     )
@@ -420,7 +434,7 @@ def run_training(
         print(
             f"[gr00t] global batch {trainer.global_batch_size} = {settings.per_device_batch_size} per device "
             f"x {world_size} processes x {settings.gradient_accumulation_steps} accumulation; {mode}, "
-            f"{'bf16' if args.bf16 else 'fp32'}; "
+            f"{precision}; "
             f"{'resuming from ' + str(resume_from) if resume_from else 'starting from scratch'}",
             flush=True,
         )
@@ -448,9 +462,10 @@ def run_training(
     )
     if preempted:
         if args.should_save:
-            ckpt.write_json_atomic(
+            atomic.write_json(
                 run_dir / ckpt.PREEMPTED_MARKER,
                 {"step": result.global_step, "signal": handler.signal_name, "checkpoint": str(last)},
+                sort_keys=True,
             )
         barrier()
         logger.warning(

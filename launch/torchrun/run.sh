@@ -12,8 +12,10 @@
 #   RDZV_ID         rendezvous id shared by all agents (default gr00t)
 #   RDZV_IS_HOST    1 on the one agent that hosts the rendezvous store (default: torchrun decides)
 #   GR00T_PYTHON    python of the gr00t environment (default: <repo>/.venv/bin/python, else python3)
+#   TORCH_ELASTIC_SHUTDOWN_TIMEOUT  seconds torchrun waits for the trainers after SIGTERM (default 300)
 #
-# Preemption: SIGUSR1 or SIGTERM reaching this script is passed to the trainer processes, which
+# Preemption: SIGUSR1 or SIGTERM reaching this script (or its whole process group, as scancel
+# does) is passed to the trainer processes, which
 # save a checkpoint, write <run_dir>/PREEMPTED and exit. torchrun itself ignores SIGUSR1 (it would
 # otherwise die of it) and reports a failed worker as exit code 1, so this script turns "the run
 # left PREEMPTED behind" back into the trainer's requeue exit code 75.
@@ -52,8 +54,13 @@ rdzv_conf=""
 if [ -n "${RDZV_IS_HOST:-}" ]; then rdzv_conf="--rdzv-conf=is_host=${RDZV_IS_HOST}"; fi
 
 # Started with SIGUSR1 ignored: torchrun keeps ignoring it, the trainer installs its own handler.
+# SIGTERM makes torchrun pass it on to every trainer's process group and wait
+# TORCH_ELASTIC_SHUTDOWN_TIMEOUT seconds for the preemption checkpoint before it kills them.
+# `gr00t.train.lifetime` ties torchrun to this script (and the trainers tie themselves to torchrun):
+# when this script or its process group is SIGKILLed, no trainer lives on as an orphan.
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT="${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-300}"
 trap '' USR1
-"$python" -m torch.distributed.run \
+"$python" -m gr00t.train.lifetime "$python" -m torch.distributed.run \
   --nnodes="${NNODES:-1}" --nproc-per-node="$NPROC_PER_NODE" \
   --rdzv-backend=c10d --rdzv-endpoint="${RDZV_ENDPOINT:-127.0.0.1:29500}" --rdzv-id="${RDZV_ID:-gr00t}" \
   $rdzv_conf --max-restarts=0 \

@@ -106,7 +106,7 @@ def test_train_errors(cases, tmp_path):
         _guarded("train", f"data_root={tmp_path}", "model=n16_tiny", cwd=tmp_path),
         "gr00t-train",
         "not found",
-        str(tmp_path / "real" / "yam_bimanual"),
+        str(tmp_path / "real" / "unitree_g1"),
     )
     _one_line_error(_guarded("train", "max_steps=3"), "gr00t-train", "Did you mean 'trainer.max_steps'?")
 

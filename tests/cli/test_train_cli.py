@@ -71,4 +71,4 @@ def test_missing_mixture_dataset_is_reported(tmp_path):
     # The shipped pretraining mixture has placeholder paths: running it without the data must name them.
     proc = _run(f"data_root={tmp_path}", f"run_dir={tmp_path / 'run'}", "model=n16_tiny", timeout=120)
     assert proc.returncode != 0
-    assert "not found" in proc.stderr and str(tmp_path / "real" / "yam_bimanual") in proc.stderr
+    assert "not found" in proc.stderr and str(tmp_path / "real" / "unitree_g1") in proc.stderr

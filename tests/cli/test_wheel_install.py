@@ -62,6 +62,8 @@ def test_wheel_installs_and_trains_outside_the_repo(tmp_path):
         "gr00t/configs/data_mixtures/pretrain_n16.yaml",
         "gr00t/configs/deepspeed/zero2.json",
         "gr00t/configs/trainer/demo.yaml",
+        "gr00t_client/protocol.py",  # the light client package ships inside the gr00t wheel too
+        "gr00t_client/client.py",
     ):
         assert shipped in names, shipped
 
@@ -99,7 +101,13 @@ def test_wheel_installs_and_trains_outside_the_repo(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GR00T_CONFIG_DIR", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", WANDB_MODE="disabled", TOKENIZERS_PARALLELISM="false")
     where = subprocess.run(
-        [str(python), "-c", "import gr00t, gr00t.paths as p; print(gr00t.__file__); print(p.shipped_root())"],
+        [
+            str(python),
+            "-c",
+            "import gr00t, gr00t.paths as p, gr00t_client, gr00t.policy.protocol as w; "
+            "assert w.pack is gr00t_client.protocol.pack; "
+            "print(gr00t.__file__); print(p.shipped_root()); print(gr00t_client.__file__)",
+        ],
         capture_output=True,
         text=True,
         cwd=outside,

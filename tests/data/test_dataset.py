@@ -17,6 +17,7 @@ from gr00t.data.dataset import Gr00tDataset, MixtureDataset
 from gr00t.data.demo import TASKS, read_frame_code
 from gr00t.data.embodiment import load_embodiment
 from gr00t.data.sampler import MixtureSampler
+from tests.data.test_processor import flatten_sample
 
 HORIZON = 16
 EPISODES, LENGTH = 6, 60
@@ -137,11 +138,11 @@ def test_dataloader_to_model_forward(demo_dataset_v3: Path, tmp_path: Path, pres
         collate_fn=Gr00tCollator(processor.tokenizer.pad_token_id),
     )
     batch = next(iter(loader))
-    assert batch["state"].shape == (4, 1, config.max_state_dim)
-    assert batch["action"].shape == (4, config.action_horizon, config.max_action_dim)
-    assert batch["embodiment_id"].tolist() == [10] * 4
+    assert batch.head.state.shape == (4, 1, config.max_state_dim)
+    assert batch.head.action.shape == (4, config.action_horizon, config.max_action_dim)
+    assert batch.head.embodiment_id.tolist() == [10] * 4
     torch.manual_seed(0)
-    out = Gr00tN16Model(config)(**batch)
+    out = Gr00tN16Model(config)(batch)
     assert torch.isfinite(out.loss) and out.loss > 0
     json.dumps(processor.to_dict())  # the processor state of this run is JSON-serialisable
 
@@ -203,13 +204,15 @@ def test_augmentation_is_keyed_by_sample_position(augmenting) -> None:
     root, processor = augmenting
     data = MixtureDataset([Gr00tDataset(root, "new_embodiment", episodes=[0])], transform=processor)
     a, again = data[SampleIndex(5, 0, 0, 3)], data[SampleIndex(5, 0, 0, 3)]
-    assert torch.equal(a["pixel_values"], again["pixel_values"])
+    assert torch.equal(a["backbone"].pixel_values, again["backbone"].pixel_values)
     for other in (SampleIndex(5, 0, 0, 4), SampleIndex(5, 0, 1, 3), SampleIndex(5, 1, 0, 3)):
         b = data[other]  # same sample, drawn at another place (or by another seed): another augmentation
-        assert not torch.equal(a["pixel_values"], b["pixel_values"])
-        assert torch.equal(a["state"], b["state"]) and torch.equal(a["input_ids"], b["input_ids"])
+        assert not torch.equal(a["backbone"].pixel_values, b["backbone"].pixel_values)
+        assert torch.equal(a["state"], b["state"]) and torch.equal(
+            a["backbone"].input_ids, b["backbone"].input_ids
+        )
     plain = data[5]  # a plain index: keyed by (dataset seed, index), stable across reads
-    assert torch.equal(plain["pixel_values"], data[5]["pixel_values"])
+    assert torch.equal(plain["backbone"].pixel_values, data[5]["backbone"].pixel_values)
 
 
 @pytest.mark.slow
@@ -237,10 +240,11 @@ def test_augmented_samples_resume_exactly_with_any_worker_count(augmenting) -> N
     resumed_sampler.load_state_dict(MixtureSampler(**kw).state_dict(consumed=k))
     resumed = run(resumed_sampler, n, workers=1)
     for got, want in zip(resumed, uninterrupted[k:], strict=True):
+        got, want = flatten_sample(got), flatten_sample(want)
         assert set(got) == set(want)
         for key in got:
             assert torch.equal(torch.as_tensor(got[key]), torch.as_tensor(want[key])), key
-    pv = [s["pixel_values"] for s in uninterrupted]
+    pv = [s["backbone"].pixel_values for s in uninterrupted]
     assert all(not torch.equal(pv[i], pv[j]) for i in range(len(pv)) for j in range(i))
 
 

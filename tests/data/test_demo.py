@@ -138,3 +138,58 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert json.loads((tmp_path / "cli/meta/info.json").read_text())["total_frames"] == 8
     assert demo_main([str(tmp_path / "cli"), "--episodes", "1", "--length", "2"]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_mixture_demo_writes_one_readable_dataset_per_entry(tmp_path):
+    """`gr00t-demo-data --mixture`: each entry's embodiment keys and widths, read back by the real dataset."""
+    import subprocess
+    import sys
+
+    from gr00t.data.dataset import Gr00tDataset
+    from gr00t.data.demo_mixture import group_width
+    from gr00t.data.embodiment import load_embodiment
+    from gr00t.data.mixture import load_mixture
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "gr00t.cli.demo_data", "--mixture", "pretrain_n16", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    mixture = load_mixture("pretrain_n16", data_root=tmp_path)
+    for entry in mixture.entries:
+        embodiment = load_embodiment(entry.embodiment)
+        sample = Gr00tDataset(entry.path, embodiment)[0]
+        assert set(sample["video"]) == set(embodiment.video.keys)
+        for key in embodiment.state.keys:
+            assert sample["state"][key].shape[-1] == group_width(embodiment, key), (entry.name, key)
+        for key in embodiment.action.keys:
+            assert sample["action"][key].shape == (embodiment.action_horizon, group_width(embodiment, key))
+        assert isinstance(sample["language"], str) and sample["language"]
+    assert group_width(load_embodiment("g1"), "left_arm") == 7
+    assert group_width(load_embodiment("behavior_r1_pro"), "robot_pos") == 3
+    again = subprocess.run(
+        [sys.executable, "-m", "gr00t.cli.demo_data", "--mixture", "pretrain_n16", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2 and "not empty" in again.stderr  # nothing is overwritten
+
+
+def test_dataset_files_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        root = write_demo_dataset(tmp_path / "shared", num_episodes=2, episode_length=12)
+    finally:
+        os.umask(old)
+    paths = [root, *root.rglob("*")]
+    assert any(p.suffix == ".mp4" for p in paths) and any(p.suffix == ".parquet" for p in paths)
+    for path in paths:
+        want = 0o750 if path.is_dir() else 0o640
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]  # no staging folder left

@@ -69,6 +69,13 @@ def raw_sample(
     return sample
 
 
+def flatten_sample(sample: dict) -> dict:
+    """A processed sample with its backbone inputs spelled out as ``backbone.<field>`` entries."""
+    out = {k: v for k, v in sample.items() if k != "backbone"}
+    out.update({f"backbone.{k}": v for k, v in sample["backbone"].tensors().items()})
+    return out
+
+
 def make_processor(backbone: str = "eagle", training: bool = True, **cfg) -> tuple[Gr00tProcessor, object]:
     preset = "n16_tiny" if backbone == "eagle" else "qwen3_vl_tiny"
     config = load_preset(preset, **cfg)
@@ -89,22 +96,25 @@ def make_processor(backbone: str = "eagle", training: bool = True, **cfg) -> tup
 def test_output_shapes_and_dtypes(backbone: str) -> None:
     proc, config = make_processor(backbone, apply_sincos_state_encoding=True, use_relative_action=True)
     out = proc(raw_sample(frames=2), rng=0)
-    ids = out["input_ids"]
-    assert ids.dtype == torch.long and ids.ndim == 1 and out["attention_mask"].shape == ids.shape
+    ids = out["backbone"].input_ids
+    assert ids.dtype == torch.long and ids.ndim == 1 and out["backbone"].attention_mask.shape == ids.shape
     n_images = 2 * 2  # 2 time steps × 2 views
     image_tokens = int((ids == proc.vlm.image_token_id).sum())
     # images after the transform: shortest edge 64 → 64×85 → backbone resize to its factor
     if backbone == "eagle":
-        assert out["pixel_values"].shape[0] == n_images and out["pixel_values"].shape[2] == 3 * 14 * 14
-        assert out["spatial_shapes"].tolist() == [[4, 6]] * n_images  # 56×84 / 14
+        assert (
+            out["backbone"].pixel_values.shape[0] == n_images
+            and out["backbone"].pixel_values.shape[2] == 3 * 14 * 14
+        )
+        assert out["backbone"].spatial_shapes.tolist() == [[4, 6]] * n_images  # 56×84 / 14
         assert image_tokens == n_images * (2 * 3)
-        assert out["pixel_attention_mask"].all()
+        assert out["backbone"].pixel_attention_mask.all()
     else:
-        grids = out["image_grid_thw"]
+        grids = out["backbone"].image_grid_thw
         assert grids.shape == (n_images, 3) and (grids[:, 0] == 1).all()
-        assert out["pixel_values"].shape == (int(grids.prod(-1).sum()), 3 * 2 * 16 * 16)
+        assert out["backbone"].pixel_values.shape == (int(grids.prod(-1).sum()), 3 * 2 * 16 * 16)
         assert image_tokens == int(grids.prod(-1).sum()) // 4
-        assert torch.equal(out["mm_token_type_ids"], (ids == proc.vlm.image_token_id).long())
+        assert torch.equal(out["backbone"].mm_token_type_ids, (ids == proc.vlm.image_token_id).long())
     assert out["state"].dtype == torch.float32 and out["state"].shape == (1, config.max_state_dim)
     # arm sin/cos (12) + gripper min-max (1) are real, the rest is zero padding
     assert torch.all(out["state"][:, 13:] == 0) and torch.any(out["state"][:, :13] != 0)
@@ -116,14 +126,14 @@ def test_output_shapes_and_dtypes(backbone: str) -> None:
 def test_instruction_formalised_and_time_major_images() -> None:
     proc, _ = make_processor(training=False)
     out = proc(raw_sample(language="Pick up the RED block!"))
-    text = proc.tokenizer.decode(out["input_ids"])
+    text = proc.tokenizer.decode(out["backbone"].input_ids)
     assert "pick up the red block" in text and "RED" not in text and "!" not in text
     assert text.index("pick up") < text.index("<img>")
     # time-major then view: with T=2, image 2 (t1, front) must equal the t1 front frame
     s = raw_sample(frames=2)
     s["video"]["front"][1] = s["video"]["wrist"][0]
     out = proc(s)
-    pv = out["pixel_values"]  # order: t0 front, t0 wrist, t1 front, t1 wrist
+    pv = out["backbone"].pixel_values  # order: t0 front, t0 wrist, t1 front, t1 wrist
     assert torch.equal(pv[2], pv[1]) and not torch.equal(pv[0], pv[1])
 
 
@@ -133,12 +143,12 @@ def test_one_random_draw_for_all_frames_and_views() -> None:
     same = s["video"]["front"][0]
     s["video"]["front"][1] = same
     s["video"]["wrist"][:] = same
-    pv = proc(s, rng=5)["pixel_values"]
+    pv = proc(s, rng=5)["backbone"].pixel_values
     assert all(torch.equal(pv[0], pv[i]) for i in range(1, 4))
     # the draw differs between samples (seeds) in train mode, and not at all in eval mode
-    assert not torch.equal(proc(s, rng=6)["pixel_values"][0], pv[0])
+    assert not torch.equal(proc(s, rng=6)["backbone"].pixel_values[0], pv[0])
     proc.eval()
-    assert torch.equal(proc(s, rng=5)["pixel_values"], proc(s, rng=6)["pixel_values"])
+    assert torch.equal(proc(s, rng=5)["backbone"].pixel_values, proc(s, rng=6)["backbone"].pixel_values)
 
 
 def test_decode_action_inverts_encode() -> None:
@@ -164,9 +174,9 @@ def test_save_load_and_pickle_roundtrip(tmp_path) -> None:
     loaded = Gr00tProcessor.from_pretrained(tmp_path / "ckpt")
     clone = pickle.loads(pickle.dumps(proc))
     s = raw_sample(seed=4)
-    ref = proc(s)
+    ref = flatten_sample(proc(s))
     for other in (loaded, clone):
-        got = other(s)
+        got = flatten_sample(other(s))
         assert sorted(got) == sorted(ref)
         for k, v in ref.items():
             assert torch.equal(torch.as_tensor(got[k]), torch.as_tensor(v)), k

@@ -23,6 +23,7 @@ from gr00t.data.stats import compute_and_write, load_stats
 from gr00t.data.tokenizer import build_tiny_tokenizer
 from gr00t.data.window_sampler import WindowSampler
 from gr00t.data.window_stream import WindowStream
+from gr00t.model.batch import Gr00tBatch
 from gr00t.model.presets import load_preset
 
 EMB = "new_embodiment"
@@ -91,7 +92,7 @@ def _loader(stream: WindowStream, batch: int, workers: int) -> DataLoader:
 def test_workers_resume_exactly_with_augmentation(demo_dataset_v3: Path, processor) -> None:
     ds = Gr00tDataset(demo_dataset_v3, EMB)
 
-    def run(consumed: int, n: int, workers: int) -> list[dict[str, torch.Tensor]]:
+    def run(consumed: int, n: int, workers: int) -> list[Gr00tBatch]:
         stream = stream_of([ds], transform=processor, seed=5, batch=6, workers=workers)
         stream.sampler.load_state_dict(stream.sampler.state_dict(consumed=consumed))
         stream.sampler.configure_loader(6, workers)
@@ -101,14 +102,15 @@ def test_workers_resume_exactly_with_augmentation(demo_dataset_v3: Path, process
     full = run(0, 9, workers=2)
     resumed = run(4 * 6, 5, workers=2)
     for a, b in zip(full[4:], resumed):
+        a, b = a.tensors(), b.tensors()
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), key
-    assert full[0]["pixel_values"].dtype == torch.uint8
+    assert full[0].backbone.pixel_values.dtype == torch.uint8
     # in-process: the same samples as the plan's single stream, processed identically
     single = run(0, 2, workers=0)
-    plan = single[0]
-    again = run(0, 1, workers=0)[0]
+    plan = single[0].tensors()
+    again = run(0, 1, workers=0)[0].tensors()
     assert all(torch.equal(plan[k], again[k]) for k in plan)
 
 

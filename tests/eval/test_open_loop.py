@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from gr00t.data.dataset import Gr00tDataset
-from gr00t.eval.open_loop import as_action_fn, error_metrics, evaluate_episode, run_open_loop
+from gr00t.eval.open_loop import error_metrics, evaluate_episode, run_open_loop
+from gr00t.policy.base import Policy
 from gr00t.policy.client import PolicyClient
 from gr00t.policy.policy import Gr00tPolicy
 from gr00t.policy.server import PolicyServer
@@ -53,13 +54,30 @@ def recorded_actions(root: Path, episode: int) -> dict[str, np.ndarray]:
     return {k: rows[:, v["start"] : v["end"]] for k, v in modality.items()}
 
 
-class Replay:
+class FnPolicy(Policy):
+    """A `Policy` answering with ``fn(observation, options)`` (stands in for the model in tests whose
+    subject is the evaluation)."""
+
+    def __init__(self, fn=None) -> None:
+        self.fn = fn
+
+    def get_action(self, observation, options=None):
+        return self.fn(observation, options)
+
+    def reset(self, options=None):
+        return {}
+
+    def get_modality_config(self):
+        return {}
+
+
+class Replay(FnPolicy):
     """Answers every query with the recorded actions (+ a constant offset): known errors."""
 
     def __init__(self, root: Path, offset: float) -> None:
         self.root, self.offset, self.calls = root, offset, []
 
-    def __call__(self, obs, options=None):
+    def get_action(self, obs, options=None):
         step = len(self.calls) * H
         self.calls.append((obs, options))
         rec = recorded_actions(self.root, self.episode)
@@ -92,19 +110,19 @@ def test_action_horizon_and_max_steps(demo_dataset_v3, shared_dataset):
         calls.append(options["seed"])
         return {k: v[None, :H] for k, v in recorded_actions(demo, 0).items()}
 
-    res = evaluate_episode(act, dataset, 0, action_horizon=4, max_steps=12)
+    res = evaluate_episode(FnPolicy(act), dataset, 0, action_horizon=4, max_steps=12)
     assert res.query_steps == [0, 4, 8]
     assert res.ground_truth["arm"].shape == (12, 6)
     with pytest.raises(ValueError, match="action_horizon=17: expected 1..16"):
-        evaluate_episode(act, dataset, 0, action_horizon=17)
+        evaluate_episode(FnPolicy(act), dataset, 0, action_horizon=17)
     with pytest.raises(KeyError, match="lacks action key 'gripper'"):
-        evaluate_episode(lambda o, p=None: {"arm": np.zeros((1, H, 6), np.float32)}, dataset, 0)
+        evaluate_episode(FnPolicy(lambda o, p=None: {"arm": np.zeros((1, H, 6), np.float32)}), dataset, 0)
 
 
 @pytest.mark.slow
 def test_local_policy_metrics_and_plots(checkpoint, dataset, tmp_path):
     policy = Gr00tPolicy.from_checkpoint(checkpoint, "new_embodiment")
-    report = run_open_loop(as_action_fn(policy), dataset, plot_dir=tmp_path / "plots", seed=0)
+    report = run_open_loop(policy, dataset, plot_dir=tmp_path / "plots", seed=0)
     assert [e.episode_index for e in report.episodes] == [0, 1]
     pred = {k: np.concatenate([e.predicted[k] for e in report.episodes]) for k in ("arm", "gripper")}
     gt = {
@@ -249,5 +267,32 @@ def test_eval_on_demo_finetuned_checkpoint(demo, tmp_path):
     stats = json.loads((demo / "meta" / "stats.json").read_text())["action"]
     lo, hi = stats["min"][6], stats["max"][6]
     policy = Gr00tPolicy.from_checkpoint(ckpt, "new_embodiment")
-    res = evaluate_episode(as_action_fn(policy), Gr00tDataset(demo, "new_embodiment"), 0)
+    res = evaluate_episode(policy, Gr00tDataset(demo, "new_embodiment"), 0)
     assert res.predicted["gripper"].min() >= lo - 1e-5 and res.predicted["gripper"].max() <= hi + 1e-5
+
+
+def test_report_names_dimensions_and_plot_header(demo_dataset_v3, shared_dataset, tmp_path):
+    from gr00t.eval.open_loop import episode_header, format_report, write_report
+
+    replay = Replay(demo_dataset_v3, offset=0.5)
+    replay.episode = 1
+    report = run_open_loop(
+        replay, shared_dataset, episodes=[1], plot_dir=tmp_path, source="runs/demo/checkpoint-2"
+    )
+    data = json.loads(write_report(report, tmp_path / "metrics.json").read_text())
+    assert data["source"] == "runs/demo/checkpoint-2" and data["embodiment"] == "new_embodiment"
+    arm = data["metrics"]["per_key"]["arm"]
+    assert arm["names"] == [f"arm_joint_{i}" for i in range(6)]
+    assert arm["mse_per_dim"] == pytest.approx([0.25] * 6) and arm["mae_per_dim"] == pytest.approx([0.5] * 6)
+    (episode,) = data["episodes"]
+    assert episode["task"] == shared_dataset.sample(1, 0)["language"]
+    assert episode["metrics"]["per_key"]["gripper"]["names"] == ["gripper"]
+    text = format_report(report)
+    assert "runs/demo/checkpoint-2" in text
+    assert any(line.split()[:3] == ["arm_joint_5", "MSE", "0.25"] for line in text.splitlines())
+    assert episode["plot"] == str(tmp_path / "episode_000001.png")
+    assert Path(episode["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    header = episode_header("runs/demo/checkpoint-2", shared_dataset, report.episodes[0], 16, report.metrics)
+    assert header[0].startswith("runs/demo/checkpoint-2  |  ") and header[0].endswith(" episode 1")
+    assert header[1] == f"task: {episode['task']!r}"
+    assert "policy queried every 16 steps" in header[2] and "MSE 0.25" in header[2]

@@ -8,10 +8,10 @@ import torch
 from transformers import Qwen3Config, Qwen3Model
 
 from gr00t.data.tokenizer import build_tiny_tokenizer
-from gr00t.data.vlm_inputs import VLMInputBuilder
-from gr00t.model.backbones import BackboneOutput, build_backbone, ignored_checkpoint_keys
+from gr00t.model.backbones import BackboneOutput, build_backbone, build_input_builder, ignored_checkpoint_keys
 from gr00t.model.backbones.base import resolve_attn_implementation
 from gr00t.model.backbones.eagle import EagleBackbone, pixel_unshuffle_tokens
+from gr00t.model.backbones.eagle_processing import EagleInputs
 from gr00t.model.presets import load_preset
 
 
@@ -30,7 +30,7 @@ def backbone(config):
 
 @pytest.fixture(scope="module")
 def builder(config):
-    return VLMInputBuilder.from_config(config, build_tiny_tokenizer())
+    return build_input_builder(config, build_tiny_tokenizer())
 
 
 def _images(seed: int, n: int, hw=(96, 128)) -> list[np.ndarray]:
@@ -54,15 +54,15 @@ def test_outputs_shapes_and_masks(backbone, builder):
     # 96x128 camera → smart resize to 84x140 (multiples of 28) → (84/28)·(140/28) = 3·5 = 15 tokens.
     samples = [builder("Pick up the apple.", _images(0, 2)), builder("stack", _images(1, 1))]
     batch = builder.collate(samples)
-    out = backbone(**batch)
+    out = backbone(batch)
     assert isinstance(out, BackboneOutput)
-    b, s = batch["input_ids"].shape
+    b, s = batch.input_ids.shape
     assert out.backbone_features.shape == (b, s, 64)
     assert out.backbone_attention_mask.dtype == torch.bool and out.image_mask.dtype == torch.bool
-    assert torch.equal(out.backbone_attention_mask, batch["attention_mask"] == 1)
-    assert torch.equal(out.image_mask, batch["input_ids"] == 1000)
+    assert torch.equal(out.backbone_attention_mask, batch.attention_mask == 1)
+    assert torch.equal(out.image_mask, batch.input_ids == 1000)
     assert out.image_mask.sum(1).tolist() == [30, 15]
-    assert batch["spatial_shapes"].tolist() == [[6, 10]] * 3
+    assert batch.spatial_shapes.tolist() == [[6, 10]] * 3
     assert torch.isfinite(out.backbone_features).all()
 
 
@@ -89,12 +89,10 @@ def test_no_cross_image_attention(backbone, builder):
     other = _images(3, 1, hw=(140, 84))[0]  # different size → padding in the ViT batch
     a = builder("look", [img1, img2])
     b = builder("look", [img1, other])
-    tok_a = backbone.encode_images(a["pixel_values"], a["pixel_attention_mask"], a["spatial_shapes"])
-    tok_b = backbone.encode_images(b["pixel_values"], b["pixel_attention_mask"], b["spatial_shapes"])
+    tok_a = backbone.encode_images(a.pixel_values, a.pixel_attention_mask, a.spatial_shapes)
+    tok_b = backbone.encode_images(b.pixel_values, b.pixel_attention_mask, b.spatial_shapes)
     alone = builder("look", [img1])
-    tok_alone = backbone.encode_images(
-        alone["pixel_values"], alone["pixel_attention_mask"], alone["spatial_shapes"]
-    )
+    tok_alone = backbone.encode_images(alone.pixel_values, alone.pixel_attention_mask, alone.spatial_shapes)
     n1 = 15
     torch.testing.assert_close(tok_a[:n1], tok_b[:n1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(tok_a[:n1], tok_alone, rtol=1e-5, atol=1e-5)
@@ -112,10 +110,8 @@ def test_truncation_equals_first_layers_of_full_qwen3(backbone, config, builder)
     assert all(k.startswith(f"layers.{config.select_layer}.") for k in missing)
 
     batch = builder.collate([builder("open the drawer", [])])
-    out = backbone(**batch)
-    ref = full(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
-    )
+    out = backbone(batch)
+    ref = full(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
     expected = full.norm(ref.hidden_states[config.select_layer])
     torch.testing.assert_close(out.backbone_features, expected, rtol=1e-5, atol=1e-5)
     # and it is not simply the full model's output
@@ -126,11 +122,11 @@ def test_truncation_equals_first_layers_of_full_qwen3(backbone, config, builder)
 def test_left_padding_keeps_real_token_features(backbone, builder):
     short = builder("put the cup in the sink", _images(4, 1))
     long = builder("put the red cup in the sink and then close the cabinet door please", _images(5, 2))
-    alone = backbone(**builder.collate([short]))
+    alone = backbone(builder.collate([short]))
     both_batch = builder.collate([short, long])
-    both = backbone(**both_batch)
-    n = short["input_ids"].shape[0]
-    assert both_batch["attention_mask"][0, :-n].sum() == 0  # left padded
+    both = backbone(both_batch)
+    n = short.input_ids.shape[0]
+    assert both_batch.attention_mask[0, :-n].sum() == 0  # left padded
     torch.testing.assert_close(
         both.backbone_features[0, -n:], alone.backbone_features[0], rtol=1e-4, atol=1e-5
     )
@@ -141,11 +137,13 @@ def test_placeholder_count_mismatch_is_reported(backbone, builder):
     s = builder.collate([builder("go", _images(6, 2))])
     with pytest.raises(ValueError, match="image placeholder tokens"):
         backbone(
-            input_ids=s["input_ids"],
-            attention_mask=s["attention_mask"],
-            pixel_values=s["pixel_values"][:1],
-            pixel_attention_mask=s["pixel_attention_mask"][:1],
-            spatial_shapes=s["spatial_shapes"][:1],
+            EagleInputs(
+                input_ids=s.input_ids,
+                attention_mask=s.attention_mask,
+                pixel_values=s.pixel_values[:1],
+                pixel_attention_mask=s.pixel_attention_mask[:1],
+                spatial_shapes=s.spatial_shapes[:1],
+            )
         )
 
 
@@ -169,7 +167,7 @@ def test_partial_unfreezing_and_frozen_eval_mode(config, builder):
     }
 
     batch = builder.collate([builder("wipe the table", _images(7, 1))])
-    model(**batch).backbone_features.sum().backward()
+    model(batch).backbone_features.sum().backward()
     for name, p in model.named_parameters():
         assert (p.grad is not None) == (name in trainable), name
 
@@ -241,23 +239,22 @@ def test_bf16_backbone_with_fp32_trainable_parts(config, builder):
     model.model.mlp1.float()
     model.llm_layers()[-1].float()
     batch = builder.collate([builder("fold the towel", _images(8, 1))])
-    out = model(**batch)
-    assert out.backbone_features.shape[:2] == batch["input_ids"].shape
+    out = model(batch)
+    assert out.backbone_features.shape[:2] == batch.input_ids.shape
     assert torch.isfinite(out.backbone_features.float()).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert torch.isfinite(model(**batch).backbone_features.float()).all()
+        assert torch.isfinite(model(batch).backbone_features.float()).all()
 
 
 def test_placeholder_check_causes_no_compile_graph_break(backbone, builder):
     # Text-only input: the LLM path must trace as one graph (the eager-only placeholder check used to
     # read a tensor value and break it). The image path's remaining breaks are inside Siglip2.
     s = builder.collate([builder("go", [])])
-    assert not (s["input_ids"] == backbone.image_token_id).any()
+    assert not (s.input_ids == backbone.image_token_id).any()
     torch._dynamo.reset()
-    explained = torch._dynamo.explain(backbone.forward)(
-        input_ids=s["input_ids"], attention_mask=s["attention_mask"]
-    )
+    text_only = EagleInputs(input_ids=s.input_ids, attention_mask=s.attention_mask)
+    explained = torch._dynamo.explain(backbone.forward)(text_only)
     assert explained.graph_break_count == 0, [r.reason.splitlines()[0] for r in explained.break_reasons]
     assert explained.graph_count == 1
-    eager = backbone(input_ids=s["input_ids"], attention_mask=s["attention_mask"])
+    eager = backbone(text_only)
     assert torch.isfinite(eager.backbone_features).all()

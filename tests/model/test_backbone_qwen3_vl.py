@@ -10,9 +10,9 @@ import torch
 from transformers import Qwen3VLModel
 
 from gr00t.data.tokenizer import build_tiny_tokenizer
-from gr00t.data.vlm_inputs import VLMInputBuilder
-from gr00t.model.backbones import build_backbone
+from gr00t.model.backbones import build_backbone, build_input_builder
 from gr00t.model.backbones.qwen3_vl import Qwen3VLBackbone, qwen3_vl_sub_config
+from gr00t.model.backbones.qwen3_vl_processing import Qwen3VLInputs
 from gr00t.model.presets import load_preset
 
 MIN_PIXELS = 4 * 32 * 32  # keep the tiny test images small (the released default is 65536)
@@ -31,7 +31,7 @@ def backbone(config):
 
 @pytest.fixture(scope="module")
 def builder(config):
-    return VLMInputBuilder.from_config(config, build_tiny_tokenizer(), min_pixels=MIN_PIXELS)
+    return build_input_builder(config, build_tiny_tokenizer(), min_pixels=MIN_PIXELS)
 
 
 def _images(seed: int, n: int, hw=(96, 128)) -> list[np.ndarray]:
@@ -45,16 +45,16 @@ def test_outputs_shapes_and_masks(backbone, builder, config):
     samples = [builder("Pick up the apple.", _images(0, 2)), builder("stack", _images(1, 1))]
     batch = builder.collate(samples)
     with torch.no_grad():
-        out = backbone(**batch)
-    b, s = batch["input_ids"].shape
+        out = backbone(batch)
+    b, s = batch.input_ids.shape
     assert out.backbone_features.shape == (b, s, 64)
-    assert torch.equal(out.backbone_attention_mask, batch["attention_mask"] == 1)
-    assert torch.equal(out.image_mask, batch["input_ids"] == 1008)
+    assert torch.equal(out.backbone_attention_mask, batch.attention_mask == 1)
+    assert torch.equal(out.image_mask, batch.input_ids == 1008)
     # 96x128 → factor-32 smart resize → 96x128 → patch grid 6x8 → (6/2)·(8/2) = 12 tokens per image.
-    assert batch["image_grid_thw"].tolist() == [[1, 6, 8]] * 3
+    assert batch.image_grid_thw.tolist() == [[1, 6, 8]] * 3
     assert out.image_mask.sum(1).tolist() == [24, 12]
-    assert int(batch["image_grid_thw"].prod(-1).sum()) == batch["pixel_values"].shape[0]
-    assert torch.equal(batch["mm_token_type_ids"].bool(), out.image_mask)
+    assert int(batch.image_grid_thw.prod(-1).sum()) == batch.pixel_values.shape[0]
+    assert torch.equal(batch.mm_token_type_ids.bool(), out.image_mask)
     assert torch.isfinite(out.backbone_features).all()
 
 
@@ -68,8 +68,8 @@ def test_truncation_equals_first_layers_of_full_model(backbone, config, builder)
     assert missing and all(k.startswith(f"language_model.layers.{config.select_layer}.") for k in missing)
 
     batch = builder.collate([builder("open the drawer", _images(2, 1))])
-    out = backbone(**batch)
-    ref = full(**batch, use_cache=False, output_hidden_states=True)
+    out = backbone(batch)
+    ref = full(**vars(batch), use_cache=False, output_hidden_states=True)
     expected = full.language_model.norm(ref.hidden_states[config.select_layer])
     torch.testing.assert_close(out.backbone_features, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(out.backbone_features, ref.last_hidden_state, atol=1e-3)
@@ -79,9 +79,9 @@ def test_truncation_equals_first_layers_of_full_model(backbone, config, builder)
 def test_left_padding_keeps_real_token_features(backbone, builder):
     short = builder("put the cup in the sink", _images(3, 1))
     long = builder("put the red cup in the sink then close the cabinet door", _images(4, 2))
-    alone = backbone(**builder.collate([short]))
-    both = backbone(**builder.collate([short, long]))
-    n = short["input_ids"].shape[0]
+    alone = backbone(builder.collate([short]))
+    both = backbone(builder.collate([short, long]))
+    n = short.input_ids.shape[0]
     torch.testing.assert_close(
         both.backbone_features[0, -n:], alone.backbone_features[0], rtol=1e-4, atol=1e-5
     )
@@ -93,8 +93,8 @@ def test_no_cross_image_influence_in_vision_tower(backbone, builder):
     other = _images(6, 1)[0]
     a = builder("look", [img1, img2])
     b = builder("look", [img1, other])
-    feats_a = backbone.model.get_image_features(a["pixel_values"], a["image_grid_thw"]).pooler_output
-    feats_b = backbone.model.get_image_features(b["pixel_values"], b["image_grid_thw"]).pooler_output
+    feats_a = backbone.model.get_image_features(a.pixel_values, a.image_grid_thw).pooler_output
+    feats_b = backbone.model.get_image_features(b.pixel_values, b.image_grid_thw).pooler_output
     torch.testing.assert_close(feats_a[0], feats_b[0], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(feats_a[1], feats_b[1])
 
@@ -103,13 +103,15 @@ def test_missing_inputs_are_reported(backbone, builder):
     batch = builder.collate([builder("go", _images(7, 1))])
     with pytest.raises(ValueError, match="mm_token_type_ids"):
         backbone(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"],
+            Qwen3VLInputs(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                pixel_values=batch.pixel_values,
+                image_grid_thw=batch.image_grid_thw,
+            )
         )
     with pytest.raises(ValueError, match="no pixel_values"):
-        backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        backbone(Qwen3VLInputs(input_ids=batch.input_ids, attention_mask=batch.attention_mask))
 
 
 def test_partial_unfreezing(config):

@@ -8,7 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gr00t.model.gr00t_n16 import BOOKKEEPING_KEYS, Gr00tN16Model
+from gr00t.model.backbones.eagle_processing import EagleInputs
+from gr00t.model.batch import Gr00tBatch, HeadInputs
+from gr00t.model.gr00t_n16 import Gr00tN16Model
 from gr00t.model.presets import load_preset
 
 IMG, IMG_START, IMG_END = 1000, 1001, 1002
@@ -19,7 +21,7 @@ def tiny_model(**overrides) -> Gr00tN16Model:
     return Gr00tN16Model(load_preset("n16_tiny", **overrides))
 
 
-def make_batch(seed: int = 0, with_action: bool = True) -> dict[str, torch.Tensor]:
+def make_batch(seed: int = 0, with_action: bool = True) -> Gr00tBatch:
     """Two samples: one 4x4-patch image (4 tokens) and one 4x6-patch image (6 tokens), left padded."""
     g = torch.Generator().manual_seed(seed)
     s0 = [5, 6, 7, IMG_START] + [IMG] * 4 + [IMG_END, 8]
@@ -31,32 +33,30 @@ def make_batch(seed: int = 0, with_action: bool = True) -> dict[str, torch.Tenso
     pixel_mask = torch.zeros(2, 24, dtype=torch.bool)
     pixel_mask[0, :16] = True
     pixel_mask[1, :24] = True
-    batch = {
-        "input_ids": ids,
-        "attention_mask": attn,
-        "pixel_values": pixel_values,
-        "pixel_attention_mask": pixel_mask,
-        "spatial_shapes": torch.tensor([[4, 4], [4, 6]]),
-        "state": torch.randn(2, 1, 32, generator=g),
-        "embodiment_id": torch.tensor([10, 2]),
-    }
+    backbone = EagleInputs(
+        input_ids=ids,
+        attention_mask=attn,
+        pixel_values=pixel_values,
+        pixel_attention_mask=pixel_mask,
+        spatial_shapes=torch.tensor([[4, 4], [4, 6]]),
+    )
+    head = HeadInputs(state=torch.randn(2, 1, 32, generator=g), embodiment_id=torch.tensor([10, 2]))
     if with_action:
-        batch["action"] = torch.rand(2, 16, 32, generator=g) * 2 - 1
+        head.action = torch.rand(2, 16, 32, generator=g) * 2 - 1
         mask = torch.zeros(2, 16, 32)
         mask[:, :, :7] = 1
-        batch["action_mask"] = mask
-    return batch
+        head.action_mask = mask
+    return Gr00tBatch(backbone, head)
 
 
-def head_inputs(model: Gr00tN16Model, batch: dict) -> dict:
-    keys = ("input_ids", "attention_mask", "pixel_values", "pixel_attention_mask", "spatial_shapes")
-    out = model.backbone(**{k: batch[k] for k in keys})
+def head_inputs(model: Gr00tN16Model, batch: Gr00tBatch) -> dict:
+    out = model.backbone(batch.backbone)
     return {
         "backbone_features": out["backbone_features"],
         "backbone_attention_mask": out["backbone_attention_mask"],
         "image_mask": out["image_mask"],
-        "state": batch["state"],
-        "embodiment_id": batch["embodiment_id"],
+        "state": batch.head.state,
+        "embodiment_id": batch.head.embodiment_id,
     }
 
 
@@ -66,55 +66,77 @@ def test_forward_routes_backbone_and_head_inputs():
     batch = make_batch()
     noise = torch.randn(2, 16, 32)
     t = torch.tensor([0.25, 0.7])
-    out = model(**batch, noise=noise, t=t)
+    out = model(batch, noise=noise, t=t)
     assert out.loss.shape == () and torch.isfinite(out.loss)
     torch.testing.assert_close(out.action_loss, out.loss.detach())
     expected = model.action_head(
         **head_inputs(model, batch),
-        action=batch["action"],
-        action_mask=batch["action_mask"],
+        action=batch.head.action,
+        action_mask=batch.head.action_mask,
         noise=noise,
         t=t,
     )["loss"]
-    torch.testing.assert_close(out.loss, expected)
-    # bookkeeping keys are accepted and ignored
-    extra = {"episode_index": torch.tensor([3, 4]), "step": torch.tensor([0, 9])}
-    torch.testing.assert_close(model(**batch, **extra, noise=noise, t=t).loss, out.loss)
-    assert {"episode_index", "step", "num_items_in_batch"} <= BOOKKEEPING_KEYS
+    torch.testing.assert_close(out.loss, expected, rtol=0, atol=0)
 
 
-def test_unknown_and_missing_keys_raise_clearly():
+def test_wrong_and_incomplete_batches_raise_clearly():
     model = tiny_model()
     batch = make_batch()
-    with pytest.raises(ValueError, match=r"unknown batch key\(s\) \['actions'\]"):
-        model(**{**batch, "actions": batch["action"]})
+    with pytest.raises(TypeError, match="'actions'"):
+        HeadInputs(state=batch.head.state, embodiment_id=batch.head.embodiment_id, actions=batch.head.action)
+    with pytest.raises(TypeError, match="takes a Gr00tBatch .* got dict"):
+        model({"state": batch.head.state})
     no_action = make_batch(with_action=False)
     with pytest.raises(ValueError, match="needs 'action'"):
-        model(**no_action)
-    with pytest.raises(ValueError, match="'embodiment_id'"):
-        model.get_action(**{k: v for k, v in no_action.items() if k != "embodiment_id"})
+        model(no_action)
+    with pytest.raises(TypeError, match="'embodiment_id'"):
+        HeadInputs(state=no_action.head.state)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="eagle backbone: expected EagleInputs"):
+        model.backbone(no_action.head)
 
 
 def test_get_action_matches_head_and_ignores_action_keys():
     model = tiny_model().eval()
     batch = make_batch()
     noise = torch.randn(2, 16, 32)
-    out = model.get_action(**batch, noise=noise)["action_pred"]
+    out = model.get_action(batch, noise=noise)
     assert out.shape == (2, 16, 32) and out.dtype == torch.float32
     with torch.no_grad():
         expected = model.action_head.get_action(**head_inputs(model, batch), noise=noise)
-    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
     no_action = make_batch(with_action=False)
-    torch.testing.assert_close(model.get_action(**no_action, noise=noise)["action_pred"], out)
+    torch.testing.assert_close(model.get_action(no_action, noise=noise), out, rtol=0, atol=0)
+    torch.testing.assert_close(model.get_action(batch.without_action(), noise=noise), out, rtol=0, atol=0)
     g = torch.Generator().manual_seed(1)
-    a = model.get_action(**no_action, generator=g)["action_pred"]
-    b = model.get_action(**no_action, generator=torch.Generator().manual_seed(1))["action_pred"]
+    a = model.get_action(no_action, generator=g)
+    b = model.get_action(no_action, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
+
+
+def test_inference_stages_encode_once_then_denoise():
+    """encode + denoise == get_action; the encoded context serves several step counts and noises."""
+    model = tiny_model().eval()
+    batch = make_batch(with_action=False)
+    noise = torch.randn(2, 16, 32)
+    context = model.encode(batch)
+    for steps in (1, 4, 7):
+        staged = model.denoise(context, num_steps=steps, noise=noise)
+        torch.testing.assert_close(
+            staged, model.get_action(batch, num_steps=steps, noise=noise), rtol=0, atol=0
+        )
+        with torch.no_grad():
+            head = model.action_head.get_action(**head_inputs(model, batch), noise=noise, num_steps=steps)
+        torch.testing.assert_close(staged, head, rtol=0, atol=0)
+    assert not torch.equal(
+        model.denoise(context, num_steps=1, noise=noise), model.denoise(context, noise=noise)
+    )
+    with pytest.raises(ValueError, match="num_steps=0"):
+        model.get_action(batch, num_steps=0)
 
 
 def test_backward_reaches_only_trainable_parameters():
     model = tiny_model().train()
-    model(**make_batch()).loss.backward()
+    model(make_batch()).loss.backward()
     for name, p in model.named_parameters():
         if not p.requires_grad:
             assert p.grad is None, name
@@ -205,25 +227,70 @@ def test_n16_trainable_parameter_counts(flags, parts):
 
 
 # --------------------------------------------------------------------------- dtype / save / load
-def test_cast_to_model_dtype_keeps_trainable_backbone_params_fp32():
-    model = tiny_model(model_dtype="bfloat16")
-    model.cast_to_model_dtype()
+def _dtypes_by_role(model: Gr00tN16Model) -> dict[str, set[torch.dtype]]:
+    roles: dict[str, set[torch.dtype]] = {}
     for name, p in model.named_parameters():
-        if name.startswith("backbone.") and p.requires_grad:
-            assert p.dtype == torch.float32, name
-        else:
-            assert p.dtype == torch.bfloat16, name
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = model.train()(**make_batch()).loss
+        part = "backbone" if name.startswith("backbone.") else "head"
+        roles.setdefault(f"{part}/{'trainable' if p.requires_grad else 'frozen'}", set()).add(p.dtype)
+    return roles
+
+
+def test_precision_policy_when_building_from_a_preset():
+    """SPEC §1.1: frozen weights (mlp1 and the vision tower included) in model_dtype, trainable ones
+    float32 master weights; the loss runs under the model's own bf16 autocast."""
+    model = tiny_model(model_dtype="bfloat16")
+    assert _dtypes_by_role(model) == {
+        "backbone/frozen": {torch.bfloat16},
+        "backbone/trainable": {torch.float32},
+        "head/trainable": {torch.float32},
+    }
+    for name, p in model.named_parameters():
+        if ".mlp1." in name or ".vision_model." in name:
+            assert p.dtype == torch.bfloat16 and not p.requires_grad, name
+    loss = model.train()(make_batch()).loss
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    model = tiny_model(model_dtype="bfloat16", backbone_trainable_params_fp32=False).cast_to_model_dtype()
-    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    loss.backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    assert model.eval().get_action(make_batch(with_action=False)).dtype == torch.float32
+    # switching the vision tower on makes it (and mlp1) float32 master weights; off again, bf16
+    model.set_trainable(tune_visual=True)
+    assert {p.dtype for n, p in model.named_parameters() if ".mlp1." in n or ".vision_model." in n} == {
+        torch.float32
+    }
+    model.set_trainable(tune_visual=False)
+    assert {p.dtype for n, p in model.named_parameters() if ".mlp1." in n} == {torch.bfloat16}
+
+
+def test_precision_policy_without_fp32_backbone_params_and_in_fp32():
+    model = tiny_model(model_dtype="bfloat16", backbone_trainable_params_fp32=False)
+    assert _dtypes_by_role(model) == {
+        "backbone/frozen": {torch.bfloat16},
+        "backbone/trainable": {torch.bfloat16},
+        "head/trainable": {torch.float32},
+    }
+    frozen_head = tiny_model(model_dtype="bfloat16", tune_diffusion_model=False)
+    assert {p.dtype for p in frozen_head.action_head.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in tiny_model().parameters()} == {torch.float32}  # n16_tiny: model_dtype float32
+
+
+def test_loading_restores_the_policy_of_an_older_checkpoint(tmp_path):
+    """A checkpoint whose trainable LLM layer was stored in bf16 loads it as float32 master weights."""
+    model = tiny_model(model_dtype="bfloat16")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")}
+    for p in model.parameters():
+        p.data = p.data.to(torch.bfloat16)  # everything bf16, as an all-bf16 save would store it
+    model.save_pretrained(tmp_path)
+    loaded = Gr00tN16Model.from_pretrained(tmp_path)
+    for name, p in loaded.named_parameters():
+        assert p.dtype == (
+            torch.float32 if name in trainable or name.startswith("action_head.") else torch.bfloat16
+        )
+    assert trainable
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_save_load_round_trip_is_bit_exact(tmp_path, dtype):
     model = tiny_model(state_dropout_prob=0.2, model_dtype=dtype)
-    model.cast_to_model_dtype()
     model.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     loaded, info = Gr00tN16Model.from_pretrained(tmp_path, output_loading_info=True)
@@ -241,8 +308,8 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, dtype):
         noise = torch.randn(2, 16, 32)
         batch = make_batch(with_action=False)
         torch.testing.assert_close(
-            loaded.eval().get_action(**batch, noise=noise)["action_pred"],
-            model.eval().get_action(**batch, noise=noise)["action_pred"],
+            loaded.eval().get_action(batch, noise=noise),
+            model.eval().get_action(batch, noise=noise),
             rtol=0,
             atol=0,
         )

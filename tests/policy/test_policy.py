@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from gr00t.policy.base import Policy
 from gr00t.policy.policy import Gr00tPolicy, ObservationError
 
 LANG = "annotation.human.task_description"
@@ -70,7 +72,7 @@ def test_matches_direct_model_call_and_decodes_to_absolute(policy, tiny_checkpoi
         for b in range(2)
     ]
     batch = policy.collator(samples)
-    pred = policy.model.get_action(generator=torch.Generator().manual_seed(7), **batch)["action_pred"].numpy()
+    pred = policy.model.get_action(batch, generator=torch.Generator().manual_seed(7)).numpy()
     assert pred.shape == (2, H, policy.model.config.max_action_dim)
 
     stats, relative = _stats(tiny_checkpoint)
@@ -237,6 +239,7 @@ def test_modality_config_is_plain_reference_shaped(policy):
     assert cfg["action"]["action_configs"][1]["rep"] == "ABSOLUTE"
     assert cfg["language"]["modality_keys"] == [LANG]
     assert policy.reset() == {}
+    assert isinstance(policy, Policy)
 
 
 def test_from_checkpoint_errors(tiny_checkpoint, tmp_path):
@@ -257,10 +260,37 @@ def test_compiled_matches_eager(tiny_checkpoint):
     policy = Gr00tPolicy.from_checkpoint(tiny_checkpoint, "new_embodiment")
     obs = make_obs(2)
     eager = policy.get_action(obs, {"seed": 1})
-    policy.enable_compile()
+    policy.model.compile_inference()
     compiled = policy.get_action(obs, {"seed": 1})
-    assert policy.compiled
+    assert policy.model.inference_compiled
     for key in eager:
         np.testing.assert_allclose(compiled[key], eager[key], atol=1e-4, rtol=1e-4)
-    policy.disable_compile()
+    policy.model.eager_inference()
     np.testing.assert_allclose(policy.get_action(obs, {"seed": 1})["arm"], eager["arm"], atol=1e-6)
+
+
+def test_actions_equal_the_pinned_reference(tiny_checkpoint):
+    """Policy answers on fixed observations equal those of the code before the typed batch and the
+    slim policy (data/policy_reference_actions.safetensors; see tests/model/test_reference_outputs.py)."""
+    from tests.model.test_reference_outputs import assert_pinned, load_reference
+
+    reference, meta = load_reference(Path(__file__).parent / "data" / "policy_reference_actions.safetensors")
+    exact = (
+        meta["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        and meta["torch"] == torch.__version__
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        policy = Gr00tPolicy.from_checkpoint(tiny_checkpoint, "new_embodiment")
+        obs = make_obs(2)
+        got = {}
+        for name, opts in {"seed7": {"seed": 7}, "steps2": {"seed": 7, "denoising_steps": 2}}.items():
+            got.update({f"{name}/{k}": v for k, v in policy.get_action(obs, opts).items()})
+        rtc = {"prev_actions": policy.get_action(obs, {"seed": 1}), "frozen_steps": 4, "overlap_steps": 5}
+        got.update({f"rtc/{k}": v for k, v in policy.get_action(obs, {"seed": 2, "rtc": rtc}).items()})
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(got) == sorted(reference)
+    for key, value in got.items():
+        assert_pinned(torch.from_numpy(value), reference[key], exact, key)

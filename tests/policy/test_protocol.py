@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from gr00t.policy.protocol import (
+from gr00t_client.protocol import (
     MODALITY_CONFIG_TAG,
     NDARRAY_TAG,
     ProtocolError,

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_client_imports_without_torch():
     code = (
-        "import sys; import gr00t.policy.client, gr00t.policy.protocol; "
+        "import sys; import gr00t_client, gr00t.policy.client, gr00t.policy.protocol, gr00t.policy.base; "
+        "from gr00t.policy import Policy; assert issubclass(gr00t.policy.client.PolicyClient, Policy); "
         "bad = [m for m in ('torch', 'transformers', 'gr00t.model', 'gr00t.data') if m in sys.modules]; "
         "assert not bad, bad; print('ok')"
     )
@@ -71,7 +72,7 @@ def test_serve_process_roundtrip(tiny_checkpoint):
         with PolicyClient(host="127.0.0.1", port=port, timeout_ms=60000, api_token="tok") as client:
             assert client.ping()
             obs = make_obs(2)
-            action, info = client.get_action(obs, {"seed": 21})
+            action, info = client.get_action_and_info(obs, {"seed": 21})
             assert info == {}
             local = Gr00tPolicy.from_checkpoint(tiny_checkpoint, "new_embodiment").get_action(
                 obs, {"seed": 21}

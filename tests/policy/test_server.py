@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
+from gr00t.policy.base import Policy
 from gr00t.policy.protocol import MODALITY_CONFIG_TAG, NDARRAY_TAG, PING_REPLY, ServerError, pack, unpack
 from gr00t.policy.server import PolicyServer
 from tests.policy.conftest import DoublingPolicy
@@ -25,11 +26,15 @@ def test_ping_and_get_action_roundtrip(threaded_server, client_factory):
     assert client.ping()
     assert client.call_endpoint("ping", requires_input=False) == PING_REPLY
     obs = _obs()
-    action, info = client.get_action(obs, {"seed": 3})
+    action, info = client.get_action_and_info(obs, {"seed": 3})
     np.testing.assert_array_equal(action["arm"], obs["state"]["arm"] * 2)
     assert action["arm"].dtype == np.float32
     assert info == {"options": {"seed": 3}}
     assert client.reset() == {}
+    # as a Policy, the client answers with the action dict alone (like Gr00tPolicy)
+    assert isinstance(client, Policy)
+    plain = client.get_action(obs, {"seed": 3})
+    assert sorted(plain) == ["arm"] and np.array_equal(plain["arm"], action["arm"])
 
 
 def test_modality_config_travels_tagged_and_decodes_plain(threaded_server, client_factory):
@@ -114,7 +119,7 @@ def test_api_token(threaded_server, client_factory):
         client_factory(port, api_token="wrong").get_action(_obs())
     good = client_factory(port, api_token="s3cret")
     assert good.ping()
-    action, _ = good.get_action(_obs())
+    action = good.get_action(_obs())
     assert action["arm"].shape == (2, 1, 6)
 
 
@@ -167,3 +172,34 @@ def test_bind_failure_is_clear():
             PolicyServer(DoublingPolicy(), port=server.port)
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("frames", [2, 7, 8, 9, 40])
+def test_req_client_with_many_body_frames_gets_a_reply(threaded_server, frames):
+    """A REQ peer's reply must keep its empty delimiter frame, however many body frames it sent."""
+    _, port = threaded_server
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.RCVTIMEO, 3000)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        sock.send_multipart([pack({"endpoint": "ping"})] + [b"x"] * (frames - 1))
+        reply = unpack(sock.recv())  # raises zmq.Again if no reply comes
+        assert reply == {"error": f"expected a single-frame request body, got {frames} frames"}
+        sock.send(pack({"endpoint": "ping"}))  # the REQ socket is usable again
+        assert unpack(sock.recv()) == PING_REPLY
+    finally:
+        sock.close(linger=0)
+
+
+def test_empty_and_identity_only_messages_from_a_router_peer(threaded_server):
+    """A ROUTER-to-ROUTER peer can send an envelope without a body: it gets an error, not silence."""
+    _, port = threaded_server
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.RCVTIMEO, 3000)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    try:
+        sock.send(b"")  # delimiter only: zero body frames
+        assert unpack(sock.recv_multipart()[-1])["error"].endswith("got 0 frames")
+    finally:
+        sock.close(linger=0)

@@ -116,7 +116,7 @@ def test_fuzz_then_ping(threaded_server, client_factory):
 
     good = client_factory(port, api_token="s3cret")
     assert good.call_endpoint("ping", requires_input=False) == PING_REPLY
-    action, _ = good.get_action({"state": {"arm": np.ones((1, 1, 3), np.float32)}})
+    action = good.get_action({"state": {"arm": np.ones((1, 1, 3), np.float32)}})
     np.testing.assert_array_equal(action["arm"], np.full((1, 1, 3), 2, np.float32))
 
 
@@ -134,3 +134,140 @@ def test_fuzz_without_token_only_valid_requests_succeed(threaded_server, client_
         assert not payload.startswith(b"\x80"), "a pickle payload was accepted"
         assert reply is None or isinstance(reply, (dict, list))
     assert client.ping()
+
+
+# ---- slow: a real `gr00t-serve` process, its reply latency and its memory --------------------------
+
+
+def _rss_mb(pid: int, field: str) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def _timed(client, payload: bytes) -> tuple[float, str]:
+    start = time.perf_counter()
+    try:
+        reply = client.send_raw(payload)
+        outcome = f"ok: {str(reply)[:80]}"
+    except ServerError as exc:
+        outcome = str(exc)
+    return time.perf_counter() - start, outcome
+
+
+def _hostile_get_actions() -> dict[str, bytes]:
+    """The costly requests of the issue (and relatives), each a reference-format get_action."""
+    from tests.policy.test_policy import LANG, make_obs
+
+    def request(observation, options=None):
+        return pack({"endpoint": "get_action", "data": {"observation": observation, "options": options}})
+
+    wide = make_obs(1)
+    wide["video"]["front"] = np.zeros((1, 1, 1, 65536, 3), np.uint8)  # 196 KB: took 60 s and 9.9 GB
+    tall = make_obs(1)
+    tall["video"]["wrist"] = np.zeros((1, 1, 65536, 1, 3), np.uint8)
+    flat = {f"video.{k}": v for k, v in wide["video"].items()}
+    flat.update({f"state.{k}": v for k, v in wide["state"].items()})
+    huge = make_obs(1)
+    huge["video"]["front"] = np.zeros((1, 1, 4096, 4096, 3), np.uint8)  # 50 MB, 16.8 Mpixel frame
+    many = make_obs(2)
+    many["video"]["front"] = np.zeros((2, 16, 96, 128, 3), np.uint8)
+    many["state"]["arm"] = np.zeros((2, 1, 6), np.float32)
+    batch = make_obs(1)
+    batch = {
+        m: {k: np.repeat(v, 1000, axis=0) if isinstance(v, np.ndarray) else v * 1000 for k, v in s.items()}
+        for m, s in batch.items()
+    }
+    batch["video"] = {k: np.zeros((1000, 1, 8, 8, 3), np.uint8) for k in batch["video"]}
+    return {
+        "wide 1x65536 image": request(wide),
+        "tall 65536x1 image": request(tall),
+        "wide image, flat layout": request(flat),
+        "4096x4096 frame": request(huge),
+        "batch of 1000": request(batch),
+        "denoising_steps=10**6": request(make_obs(1), {"denoising_steps": 10**6}),
+        "denoising_steps=2**62": request(make_obs(1), {"denoising_steps": 2**62}),
+        "rtc overlap 10**9": request(
+            make_obs(1),
+            {
+                "rtc": {
+                    "prev_actions": np.zeros((1, 4, 7), np.float32),
+                    "frozen_steps": 0,
+                    "overlap_steps": 10**9,
+                }
+            },
+        ),
+        "rtc prev_actions 10**5 steps": request(
+            make_obs(1),
+            {
+                "rtc": {
+                    "prev_actions": np.zeros((1, 100_000, 7), np.float32),
+                    "frozen_steps": 0,
+                    "overlap_steps": 4,
+                }
+            },
+        ),
+        "5 MB instruction": request({**make_obs(1), "language": {LANG: [["x" * 5_000_000]]}}),
+        "60 MB of empty maps": msgpack.packb([[{}] * 60_000] * 1000),
+        "100 MB message": b"\x00" * 100_000_000,
+    }
+
+
+@pytest.mark.slow
+def test_serve_process_answers_hostile_requests_fast_within_bounded_memory(tiny_checkpoint):
+    """Each hostile request is answered with an error in < 100 ms (large ones: transfer time aside),
+    the 7-frame REQ gets a reply, and the server's peak RSS stays within 200 MB of its idle value."""
+    import zmq
+
+    from gr00t.policy.client import PolicyClient
+    from tests.policy.test_policy import make_obs
+    from tests.policy.test_serve_process import _start_server
+
+    proc, port = _start_server(tiny_checkpoint)
+    try:
+        with PolicyClient(host="127.0.0.1", port=port, timeout_ms=30000) as client:
+            action = client.get_action(make_obs(2), {"seed": 1, "denoising_steps": 4})  # warm up
+            idle = _rss_mb(proc.pid, "VmRSS")
+            with open(f"/proc/{proc.pid}/clear_refs", "w") as f:
+                f.write("5")  # reset the peak (VmHWM) to the current RSS
+            latencies = {}
+            for name, payload in _hostile_get_actions().items():
+                took, outcome = _timed(client, payload)
+                latencies[name] = took
+                assert not outcome.startswith("ok"), f"{name}: {outcome}"
+                assert client.ping(), name
+            rng = random.Random(7)
+            for i in range(400):  # the existing hostile generator, against the real policy
+                took, outcome = _timed(client, _hostile_payload(rng, i))
+                latencies[f"fuzz {i}"] = took
+            peak = _rss_mb(proc.pid, "VmHWM")
+
+            sock = zmq.Context.instance().socket(zmq.REQ)
+            sock.setsockopt(zmq.RCVTIMEO, 2000)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"tcp://127.0.0.1:{port}")
+            start = time.perf_counter()
+            sock.send_multipart([pack({"endpoint": "ping"})] + [b"x"] * 6)  # 7 body frames
+            reply = msgpack.unpackb(sock.recv())
+            latencies["7-frame REQ"] = time.perf_counter() - start
+            sock.close(linger=0)
+            assert "single-frame request body, got 7 frames" in reply["error"]
+
+            again = client.get_action(make_obs(2), {"seed": 1, "denoising_steps": 4})
+            for key in action:
+                np.testing.assert_array_equal(again[key], action[key])  # still serving, same answers
+            client.kill_server()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    big = {"4096x4096 frame", "60 MB of empty maps", "100 MB message"}  # dominated by moving the bytes
+    slow = {k: round(v * 1000, 1) for k, v in latencies.items() if v > (1.0 if k in big else 0.1)}
+    assert not slow, f"replies slower than 100 ms (1 s for the {big}): {slow}"
+    worst = max((v, k) for k, v in latencies.items() if k not in big)
+    print(
+        f"\nslowest reply {worst[0] * 1000:.1f} ms ({worst[1]}); peak RSS {peak:.0f} MB, idle {idle:.0f} MB"
+    )
+    assert peak - idle < 200, f"peak RSS {peak:.0f} MB vs idle {idle:.0f} MB"

@@ -65,14 +65,17 @@ def main() -> None:
     p.add_argument("--step-sleep", type=float, default=0.0)
     p.add_argument("--write-pid", action="store_true", help="write <run-dir>/worker-<rank>.pid at start")
     p.add_argument("--tune-llm", action="store_true", help="train the whole LLM (model config tune_llm=True)")
+    p.add_argument("--model-dtype", default=None, help="model config model_dtype (n16_tiny: float32)")
+    p.add_argument("--precision", default="auto")
     a = p.parse_args()
     if a.write_pid:
         Path(a.run_dir).mkdir(parents=True, exist_ok=True)
         (Path(a.run_dir) / f"worker-{os.environ.get('RANK', '0')}.pid").write_text(str(os.getpid()))
 
-    model, dataset, collator, processor, stats = build_pipeline(
-        a.data, **({"tune_llm": True} if a.tune_llm else {})
-    )
+    overrides = {"tune_llm": True} if a.tune_llm else {}
+    if a.model_dtype:
+        overrides["model_dtype"] = a.model_dtype
+    model, dataset, collator, processor, stats = build_pipeline(a.data, **overrides)
     settings = TrainingSettings(
         max_steps=a.max_steps,
         per_device_batch_size=a.batch,
@@ -85,6 +88,7 @@ def main() -> None:
         logging_steps=1,
         seed=7,
         deepspeed=a.deepspeed,
+        precision=a.precision,
         dataloader_num_workers=a.workers,
         resume=not a.no_resume,
         wandb_mode="disabled",
@@ -126,6 +130,7 @@ def main() -> None:
             "resumed_from": str(result.resumed_from) if result.resumed_from else None,
             "preempted": result.preempted,
             "global_batch_size": result.global_batch_size,
+            "dtypes": {n: str(p.dtype) for n, p in model.named_parameters()},
         }
         print("RESULT_JSON " + json.dumps(payload), flush=True)
 

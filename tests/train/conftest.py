@@ -101,3 +101,68 @@ def train_data(demo_dataset_v3, tmp_path_factory) -> Path:
     from _pipeline import prepare_demo_data
 
     return prepare_demo_data(demo_dataset_v3, tmp_path_factory.mktemp("train_data") / "demo")
+
+
+# ---- process trees, as a cluster sees them ---------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(root: int) -> list[int]:
+    """Live (non-zombie) descendants of ``root``, found through /proc (parents before children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields and fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as dead)."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def signal_job(root: int, sig: int) -> list[int]:
+    """Send ``sig`` to every process group of ``root``'s tree, as scancel/SLURM signal every job process.
+
+    Returns the pids that were in the tree. torchrun starts trainers in their own sessions, so one
+    killpg of the launcher's group would not reach them (nor their DataLoader workers).
+    """
+    pids = [root, *descendants(root)]
+    groups = []
+    for pid in pids:
+        try:
+            pgid = os.getpgid(pid)
+        except ProcessLookupError:
+            continue
+        if pgid not in groups:
+            groups.append(pgid)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def kill_pids(pids: list[int]) -> None:
+    """SIGKILL the given processes (test clean-up of processes the test started)."""
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass

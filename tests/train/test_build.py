@@ -169,12 +169,12 @@ def test_training_dataset_keys_augmentation_by_sampler_draw(demo_dataset_v3):
     first = next(iter(MixtureSampler(ds.sizes, seed=1)))
     assert isinstance(first, SampleIndex)
     a, b = ds[first], ds[first]
-    assert a["pixel_values"].equal(b["pixel_values"])  # same draw → same augmentation
+    assert a["backbone"].pixel_values.equal(b["backbone"].pixel_values)  # same draw → same augmentation
     expected = processor(ds.raw(int(first)), rng=sample_rng(first))
-    assert expected["pixel_values"].equal(a["pixel_values"])
+    assert expected["backbone"].pixel_values.equal(a["backbone"].pixel_values)
     # The same sample drawn again in a later epoch gets a fresh augmentation.
     again = SampleIndex(int(first), seed=1, epoch=first.epoch + 1, position=first.position + 3)
-    assert not ds[again]["pixel_values"].equal(a["pixel_values"])
+    assert not ds[again]["backbone"].pixel_values.equal(a["backbone"].pixel_values)
     assert a["embodiment_id"] == 10
     with pytest.raises(IndexError):
         ds[len(ds)]
@@ -187,7 +187,13 @@ def test_unknown_base_architecture_override_is_refused(tmp_path, monkeypatch):
 
     Gr00tN16Model(load_preset("n16_tiny")).save_pretrained(tmp_path / "ck")
     with pytest.raises(BuildError, match="model.action_horizon cannot change when finetuning"):
-        build.build_model(_cfg("data=x", "model=n16_tiny", f"base={tmp_path / 'ck'}"))
+        build.build_model(
+            _cfg("data=x", "model=n16_tiny", "model.action_horizon=32", f"base={tmp_path / 'ck'}")
+        )
+    # naming an architecture key with the checkpoint's own value (a recipe stating the released
+    # shapes) is accepted
+    model, _ = build.build_model(_cfg("data=x", "model=n16_tiny", f"base={tmp_path / 'ck'}"))
+    assert model.config.action_horizon == 16
 
 
 def test_tokenizer_auto_needs_a_tokenizer_for_full_size_models():

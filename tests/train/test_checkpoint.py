@@ -13,8 +13,11 @@ import pytest
 
 from gr00t.train import checkpoint as ckpt
 
+# A pid no process can have (above the kernel's pid_max): its temporary folders belong to no live run.
+DEAD_PID = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
 
-def _fake_written(run_dir: Path, step: int, pid: int = 4242) -> Path:
+
+def _fake_written(run_dir: Path, step: int, pid: int = DEAD_PID) -> Path:
     tmp = ckpt.temp_checkpoint_dir(run_dir, step, pid)
     tmp.mkdir(parents=True)
     (tmp / "model.safetensors").write_bytes(b"weights-%d" % step)
@@ -47,10 +50,13 @@ def test_latest_ignores_incomplete_and_orders_numerically(tmp_path: Path) -> Non
     ]
     assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
     incomplete = {p.name for p in ckpt.incomplete_checkpoints(tmp_path)}
-    assert incomplete == {"checkpoint-100", "checkpoint-200.tmp-4242"}
+    assert incomplete == {"checkpoint-100", f"checkpoint-200.tmp-{DEAD_PID}"}
     removed = ckpt.remove_incomplete(tmp_path)
     assert {p.name for p in removed} == incomplete
-    assert not (tmp_path / "checkpoint-100").exists() and not (tmp_path / "checkpoint-200.tmp-4242").exists()
+    assert (
+        not (tmp_path / "checkpoint-100").exists()
+        and not (tmp_path / f"checkpoint-200.tmp-{DEAD_PID}").exists()
+    )
     assert (tmp_path / "checkpoint-final").exists() and (tmp_path / "checkpoint-10").exists()
 
 
@@ -98,14 +104,6 @@ def test_helpers_reject_bad_input(tmp_path: Path) -> None:
     assert ckpt.read_data_state(tmp_path) is None
 
 
-def test_atomic_json_leaves_no_temp_files(tmp_path: Path) -> None:
-    target = tmp_path / "x.json"
-    ckpt.write_json_atomic(target, {"a": 1})
-    ckpt.write_json_atomic(target, {"a": 2})
-    assert json.loads(target.read_text()) == {"a": 2}
-    assert os.listdir(tmp_path) == ["x.json"]
-
-
 # ---- resume compatibility ----------------------------------------------------------------------
 
 
@@ -126,6 +124,18 @@ def dropout_checkpoint(tmp_path_factory) -> Path:
     tmp = ckpt.temp_checkpoint_dir(run_dir, 3, 1)
     _tiny(state_dropout_prob=0.5).save_pretrained(tmp)
     return ckpt.publish(tmp, 3)
+
+
+def test_published_checkpoint_files_are_shareable(dropout_checkpoint: Path) -> None:
+    """safetensors writes its weights 0600; a published checkpoint has ordinary umask modes (0644/0755)."""
+    import stat
+
+    from gr00t import atomic
+
+    assert (dropout_checkpoint / "model.safetensors").is_file()
+    for path in [dropout_checkpoint, *dropout_checkpoint.rglob("*")]:
+        want = atomic.dir_mode() if path.is_dir() else atomic.file_mode()
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
 
 
 def test_resume_check_refuses_removed_and_reshaped_parameters(dropout_checkpoint: Path) -> None:
@@ -164,3 +174,26 @@ def test_resume_check_reads_sharded_weights(tmp_path: Path) -> None:
     assert shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ckpt.check_resume_compatible(tmp_path, model) == {}
     assert ckpt.checkpoint_tensor_shapes(tmp_path / "nothing") is None
+
+
+def test_cleanup_never_touches_a_live_writers_temporary(tmp_path: Path) -> None:
+    """Another live process's checkpoint-<N>.tmp-<pid> survives remove_incomplete and archiving."""
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        live = _fake_written(tmp_path, 8, pid=other.pid)
+        dead = _fake_written(tmp_path, 6)
+        mine = _fake_written(tmp_path, 4, pid=os.getpid())  # left by this very process: ours to clean
+        assert ckpt.temp_owner(live) == other.pid and ckpt.foreign_temporaries(tmp_path) == [live]
+        assert set(ckpt.remove_incomplete(tmp_path)) == {dead, mine}
+        assert live.is_dir() and (live / "model.safetensors").read_bytes() == b"weights-8"
+        ckpt.publish(_fake_written(tmp_path, 2), 2)
+        archived = ckpt.archive_checkpoints(tmp_path)
+        assert archived is not None and (archived / "checkpoint-2").is_dir() and live.is_dir()
+    finally:
+        other.kill()
+        other.wait()
+    assert ckpt.foreign_temporaries(tmp_path) == []  # its writer is gone: now it is debris
+    assert ckpt.remove_incomplete(tmp_path) == [live] and not live.exists()

@@ -36,11 +36,11 @@ def fixed_batch_loss(data: Path, weights: Path | None) -> float:
     processor.eval()
     batch = collator([dataset[i * 16] for i in range(16)])
     g = torch.Generator().manual_seed(0)
-    noise = torch.randn(batch["action"].shape, generator=g)
+    noise = torch.randn(batch.head.action.shape, generator=g)
     t = torch.rand(16, generator=g) * 0.999
     model.eval()
     with torch.no_grad():
-        return float(model(noise=noise, t=t, **batch).loss)
+        return float(model(batch, noise=noise, t=t).loss)
 
 
 @pytest.mark.parametrize(("choice", "stage"), [("auto", 2), ("zero3", 3)])

@@ -14,9 +14,11 @@ from gr00t.data import video
 from gr00t.data.dataset import Gr00tDataset, MixtureDataset
 from gr00t.data.sampler import MixtureSampler
 from gr00t.data.tokenizer import build_tiny_tokenizer
-from gr00t.data.vlm_inputs import VLMInputBuilder
 from gr00t.data.window_sampler import WindowSampler
 from gr00t.data.window_stream import WindowStream
+from gr00t.model.backbones import build_input_builder
+from gr00t.model.batch import Gr00tBatch, HeadInputs
+from gr00t.model.presets import load_preset
 from gr00t.train.loader import build_train_dataloader, finish_pixel_values, make_sampler, worker_init
 from gr00t.train.settings import TrainingSettings
 
@@ -73,21 +75,40 @@ def test_windows_sampler_reads_through_a_window_stream(demo_dataset_v3: Path) ->
     assert [(s["episode_index"], s["step"]) for s in batch] == expected
 
 
-def test_uint8_transport_is_finished_bit_for_bit() -> None:
+def _batch(backbone) -> Gr00tBatch:
+    n = int(backbone.input_ids.shape[0])
+    return Gr00tBatch(
+        backbone, HeadInputs(state=torch.zeros(n, 1, 4), embodiment_id=torch.zeros(n, dtype=torch.long))
+    )
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides"), [("n16_tiny", {}), ("qwen3_vl_tiny", {"min_pixels": 4 * 32 * 32})]
+)
+def test_uint8_transport_is_finished_bit_for_bit(preset: str, overrides: dict) -> None:
     rng = np.random.default_rng(0)
     images = [
         rng.integers(0, 256, (96, 128, 3), dtype=np.uint8),
         rng.integers(0, 256, (200, 200, 3), dtype=np.uint8),
     ]
-    tokenizer = build_tiny_tokenizer()
-    floats = VLMInputBuilder(tokenizer)
-    raw = VLMInputBuilder(tokenizer, pixel_transport="uint8")
-    a = floats.collate([floats("pick", images), floats("pick", images[:1])])
-    b = raw.collate([raw("pick", images), raw("pick", images[:1])])
-    assert b["pixel_values"].dtype == torch.uint8 and not bool(b["pixel_attention_mask"].all())
+    tokenizer, config = build_tiny_tokenizer(), load_preset(preset)
+    floats = build_input_builder(config, tokenizer, **overrides)
+    raw = build_input_builder(config, tokenizer, pixel_transport="uint8", **overrides)
+    a = _batch(floats.collate([floats("pick", images), floats("pick", images[:1])]))
+    b = _batch(raw.collate([raw("pick", images), raw("pick", images[:1])]))
+    assert b.backbone.pixel_values.dtype == torch.uint8
+    if preset == "n16_tiny":  # Eagle pads images to the longest patch count: padding must stay 0
+        assert not bool(b.backbone.pixel_attention_mask.all())
     finished = finish_pixel_values(b)
-    assert finished["pixel_values"].dtype == torch.float32
-    assert torch.equal(a["pixel_values"].view(torch.int32), finished["pixel_values"].view(torch.int32))
+    assert finished.backbone.pixel_values.dtype == torch.float32
+    assert torch.equal(
+        a.backbone.pixel_values.view(torch.int32), finished.backbone.pixel_values.view(torch.int32)
+    )
+    assert finished.backbone.input_ids is b.backbone.input_ids  # nothing else touched
+    half = finish_pixel_values(
+        b, torch.bfloat16
+    ).backbone.pixel_values  # DeepSpeed's dtype, as float inputs get
+    assert torch.equal(half, a.backbone.pixel_values.to(torch.bfloat16))
     assert finish_pixel_values(a) is a and finish_pixel_values([1]) == [1]
     with pytest.raises(ValueError, match="pixel_transport='int4'"):
-        VLMInputBuilder(tokenizer, pixel_transport="int4")
+        build_input_builder(config, tokenizer, pixel_transport="int4")

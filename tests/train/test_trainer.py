@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from gr00t.data.processor import Gr00tProcessor
+from gr00t.model.batch import Gr00tBatch
 from gr00t.model.gr00t_n16 import Gr00tN16Model
 from gr00t.train import checkpoint as ckpt
 from gr00t.train.trainer import TrainingSettings, resolve_deepspeed_config, run_training
@@ -117,6 +118,28 @@ def test_run_writes_complete_loadable_checkpoint(train_data: Path, tmp_path: Pat
     assert all(STEP_KEYS <= r.keys() for r in rows), rows
     assert all(r["peak_mem_mb"] > 0 and r["samples_per_s"] > 0 and r["data_wait_s"] >= 0 for r in rows)
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_run_files_honour_the_umask(train_data: Path, tmp_path: Path) -> None:
+    """Checkpoints (safetensors writes 0600 itself), logs, plots and the lock follow the umask."""
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        _train(train_data, tmp_path / "run", save_steps=1)
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "run", *(tmp_path / "run").rglob("*")]
+    names = {p.name for p in paths}
+    assert {"model.safetensors", "optimizer.pt", "metrics.jsonl", "loss_curve.png", "RUN_LOCK"} <= names
+    wrong = {
+        str(p): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in paths
+        if stat.S_IMODE(p.stat().st_mode) != (0o750 if p.is_dir() else 0o640)
+    }
+    assert not wrong, wrong
 
 
 @pytest.mark.slow
@@ -231,14 +254,14 @@ def test_kill_during_checkpoint_write_keeps_previous(
 # ------------------------------------------------------------------------------------------------
 # memory switches: gradient checkpointing and LoRA
 # ------------------------------------------------------------------------------------------------
-def _fixed_loss_and_grads(model: Gr00tN16Model, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
+def _fixed_loss_and_grads(model: Gr00tN16Model, batch: Gr00tBatch) -> tuple[float, dict[str, torch.Tensor]]:
     model.zero_grad()
     g = torch.Generator().manual_seed(1)
-    noise = torch.randn(batch["action"].shape, generator=g)
-    t = torch.rand(batch["action"].shape[0], generator=g) * 0.999
+    noise = torch.randn(batch.head.action.shape, generator=g)
+    t = torch.rand(batch.head.action.shape[0], generator=g) * 0.999
     model.train()
     torch.manual_seed(5)  # DiT dropout draws
-    loss = model(noise=noise, t=t, **batch).loss
+    loss = model(batch, noise=noise, t=t).loss
     loss.backward()
     return float(loss.detach()), {
         n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None

@@ -1,13 +1,14 @@
 """Write a dataset folder so that it appears whole or not at all.
 
-Everything is written into a temporary sibling folder (`.<name>.tmp-XXXX`, same file system) that is
+Everything is written into a temporary sibling folder (`.<name>.tmp-<pid>-<hex>`, same file system, made
+by `gr00t.atomic` with ordinary umask modes) that is
 renamed into place at the end. Replacing an existing folder (`append`, `overwrite=true`) swaps the two
 folders with one `renameat2(RENAME_EXCHANGE)` call where the kernel supports it, so readers see the
 old dataset or the new one, never a missing or half-written folder. A sibling lock file serialises
 two jobs aiming at the same output.
 
-(A package-wide atomic-write helper is being added separately; this module keeps its own small
-helpers until the two are unified.)
+Staging folders and fsync come from the package's atomic-write helper (`gr00t.atomic`); the folder
+exchange is this module's.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import ctypes
 import ctypes.util
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+
+from gr00t import atomic
 
 RENAME_EXCHANGE = 2
 AT_FDCWD = -100
@@ -62,17 +64,6 @@ def swap_in(new: Path, target: Path) -> None:
         os.rename(old, target)
         raise
     shutil.rmtree(old)
-
-
-def fsync_tree(root: Path) -> None:
-    """Flush every file under `root` to disk before it is published."""
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
 
 @contextmanager
@@ -127,10 +118,10 @@ def staged_output(target: Path, replace: bool) -> Iterator[Path]:
             raise PublishError(f"{target} exists and is not a folder")
         if not replace and target.exists() and any(target.iterdir()):
             raise PublishError(f"{target} exists and is not empty (pass overwrite=true to replace it)")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        tmp = atomic.make_temp_dir(target)
         try:
             yield tmp
-            fsync_tree(tmp)
+            atomic.fsync_tree(tmp)
             if target.exists() and not any(target.iterdir()):
                 target.rmdir()
             swap_in(tmp, target)

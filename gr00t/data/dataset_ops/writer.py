@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from gr00t import atomic
 from gr00t.data.dataset_ops.plan import OutEpisode, Plan, conform, renumber_table
 from gr00t.data.dataset_ops.source import MODALITY_FILE, STATS_FILE
 from gr00t.data.dataset_ops.stats_rewrite import OutputStats, quantile_keys, to_json
@@ -107,13 +108,11 @@ def same_table(table: pa.Table, path: Path, rows: EpisodeRows, source: int) -> b
 
 
 def write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=4) + "\n")
+    atomic.write_json(path, data, indent=4, newline=True)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    atomic.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def base_info(plan: Plan) -> dict:

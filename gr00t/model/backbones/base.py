@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from transformers.utils import ModelOutput
+
+from gr00t.model.batch import BackboneInputs
 
 
 @dataclass
@@ -24,6 +27,11 @@ class BackboneOutput(ModelOutput):
     image_mask: torch.Tensor | None = None
 
 
+def layers_at_or_above(first: int, total: int) -> str:
+    """Regex alternation of the layer indices ``first .. total-1`` (at least ``first``)."""
+    return "|".join(str(i) for i in range(first, max(total, first + 1)))
+
+
 def resolve_attn_implementation(requested: str) -> str:
     """Attention kernel for the LLM: "auto" → flash_attention_2 when flash_attn and CUDA exist, else sdpa."""
     if requested == "auto":
@@ -38,18 +46,25 @@ def resolve_attn_implementation(requested: str) -> str:
 
 
 class Backbone(nn.Module):
-    """Interface of a backbone: `forward(**vlm_batch) -> BackboneOutput` plus partial unfreezing.
+    """Interface of a backbone: `forward(inputs) -> BackboneOutput` plus partial unfreezing.
 
-    Subclasses provide the three module groups (`llm_layers()`, `llm_module()`, `visual_modules()`)
-    and the forward pass. Modules frozen by `set_trainable` stay in eval mode whatever `train()`
-    is called with (SPEC-N16 §1.5).
+    Subclasses name their inputs dataclass (`inputs_class`, a `BackboneInputs`), provide the three
+    module groups (`llm_layers()`, `llm_module()`, `visual_modules()`) and the forward pass. Modules
+    frozen by `set_trainable` stay in eval mode whatever `train()` is called with (SPEC-N16 §1.5).
     """
+
+    inputs_class: ClassVar[type[BackboneInputs]] = BackboneInputs
 
     def __init__(self) -> None:
         super().__init__()
         self._frozen: list[nn.Module] = []
 
     # ---- provided by each backbone ----------------------------------------------------------
+    @classmethod
+    def ignored_checkpoint_keys(cls, config: Any, prefix: str = "backbone.") -> list[str]:
+        """Regexes of released-checkpoint keys this backbone deliberately does not build."""
+        return []
+
     def llm_module(self) -> nn.Module:
         """The (truncated) language model."""
         raise NotImplementedError

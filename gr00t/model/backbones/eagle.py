@@ -13,11 +13,19 @@ above `select_layer`; none of them is built here (see `ignored_checkpoint_keys`)
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 from transformers import Qwen3Config, Qwen3Model, Siglip2VisionConfig, Siglip2VisionModel
 
-from gr00t.model.backbones.base import Backbone, BackboneOutput, resolve_attn_implementation
+from gr00t.model.backbones.base import (
+    Backbone,
+    BackboneOutput,
+    layers_at_or_above,
+    resolve_attn_implementation,
+)
+from gr00t.model.backbones.eagle_processing import EagleInputs
 from gr00t.model.config import Gr00tN16Config
 
 
@@ -98,12 +106,26 @@ def eagle_sub_configs(config: Gr00tN16Config) -> tuple[Siglip2VisionConfig, Qwen
 class EagleBackbone(Backbone):
     """Siglip2 ViT + pixel-unshuffle MLP + truncated Qwen3; outputs the LLM's last normed states."""
 
+    inputs_class = EagleInputs
+
     def __init__(self, config: Gr00tN16Config) -> None:
         super().__init__()
         vision_cfg, text_cfg = eagle_sub_configs(config)
         self.image_token_id = int(config.image_token_id)
         self.downsample = int(config.downsample_factor)
         self.model = EagleModel(vision_cfg, text_cfg, self.downsample, config.mlp1_layer_norm_eps)
+
+    @classmethod
+    def ignored_checkpoint_keys(cls, config: Gr00tN16Config, prefix: str = "backbone.") -> list[str]:
+        """The LM head, the unused vision attention-pooling head and the LLM layers at and above
+        `select_layer`."""
+        p = re.escape(prefix)
+        total = int(config.text_config.get("num_hidden_layers", config.select_layer))
+        return [
+            rf"^{p}model\.language_model\.lm_head\.",
+            rf"^{p}model\.vision_model\.vision_model\.head\.",
+            rf"^{p}model\.language_model\.model\.layers\.({layers_at_or_above(config.select_layer, total)})\.",
+        ]
 
     # ---- module groups for partial unfreezing ------------------------------------------------
     def llm_module(self) -> nn.Module:
@@ -134,15 +156,12 @@ class EagleBackbone(Backbone):
         # mlp1 may be kept in fp32 while the vision tower runs in bf16 (trainable params in fp32).
         return self.model.mlp1(merged.to(self.model.mlp1[1].weight.dtype))
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
-        pixel_attention_mask: torch.Tensor | None = None,
-        spatial_shapes: torch.Tensor | None = None,
-        **_: object,
-    ) -> BackboneOutput:
+    def forward(self, inputs: EagleInputs) -> BackboneOutput:
+        if not isinstance(inputs, EagleInputs):
+            raise TypeError(f"eagle backbone: expected EagleInputs, got {type(inputs).__name__}")
+        input_ids, attention_mask = inputs.input_ids, inputs.attention_mask
+        pixel_values = inputs.pixel_values
+        pixel_attention_mask, spatial_shapes = inputs.pixel_attention_mask, inputs.spatial_shapes
         llm = self.model.language_model.model
         embeds = llm.embed_tokens(input_ids)
         image_mask = input_ids == self.image_token_id

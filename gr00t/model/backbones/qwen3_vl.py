@@ -8,12 +8,18 @@ decoder layers. Inputs are Qwen3-VL's (`pixel_values`, `image_grid_thw`, `mm_tok
 from __future__ import annotations
 
 import copy
+import re
 
-import torch
 from torch import nn
 from transformers import Qwen3VLConfig, Qwen3VLModel
 
-from gr00t.model.backbones.base import Backbone, BackboneOutput, resolve_attn_implementation
+from gr00t.model.backbones.base import (
+    Backbone,
+    BackboneOutput,
+    layers_at_or_above,
+    resolve_attn_implementation,
+)
+from gr00t.model.backbones.qwen3_vl_processing import Qwen3VLInputs
 from gr00t.model.config import Gr00tN16Config
 
 
@@ -43,11 +49,24 @@ def qwen3_vl_sub_config(config: Gr00tN16Config) -> Qwen3VLConfig:
 class Qwen3VLBackbone(Backbone):
     """transformers' Qwen3VLModel with a truncated LLM; outputs its last normed hidden states."""
 
+    inputs_class = Qwen3VLInputs
+
     def __init__(self, config: Gr00tN16Config) -> None:
         super().__init__()
         cfg = qwen3_vl_sub_config(config)
         self.image_token_id = int(cfg.image_token_id)
         self.model = Qwen3VLModel(cfg)
+
+    @classmethod
+    def ignored_checkpoint_keys(cls, config: Gr00tN16Config, prefix: str = "backbone.") -> list[str]:
+        """The LM head and the LLM layers at and above `select_layer`."""
+        p = re.escape(prefix)
+        text = (config.qwen3_vl_config or {}).get("text_config") or {}
+        total = int(text.get("num_hidden_layers", config.select_layer))
+        return [
+            rf"^{p}lm_head\.",
+            rf"^{p}model\.language_model\.layers\.({layers_at_or_above(config.select_layer, total)})\.",
+        ]
 
     def llm_module(self) -> nn.Module:
         return self.model.language_model
@@ -58,15 +77,12 @@ class Qwen3VLBackbone(Backbone):
     def visual_modules(self) -> list[nn.Module]:
         return [self.model.visual]
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        pixel_values: torch.Tensor | None = None,
-        image_grid_thw: torch.Tensor | None = None,
-        mm_token_type_ids: torch.Tensor | None = None,
-        **_: object,
-    ) -> BackboneOutput:
+    def forward(self, inputs: Qwen3VLInputs) -> BackboneOutput:
+        if not isinstance(inputs, Qwen3VLInputs):
+            raise TypeError(f"qwen3_vl backbone: expected Qwen3VLInputs, got {type(inputs).__name__}")
+        input_ids, attention_mask = inputs.input_ids, inputs.attention_mask
+        pixel_values, image_grid_thw = inputs.pixel_values, inputs.image_grid_thw
+        mm_token_type_ids = inputs.mm_token_type_ids
         image_mask = input_ids == self.image_token_id
         if pixel_values is not None and pixel_values.shape[0] == 0:
             pixel_values, image_grid_thw = None, None

@@ -1,4 +1,5 @@
-"""VLM input building (SPEC-N16 §1.5): text layout, resize, normalisation, patch layouts, batching."""
+"""Backbone input building (SPEC-N16 §1.5): text layout, resize, normalisation, patch layouts,
+batching — `gr00t/model/backbones/processing.py` and each backbone's `*_processing.py`."""
 
 from __future__ import annotations
 
@@ -11,17 +12,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from gr00t.data.tokenizer import build_tiny_tokenizer
-from gr00t.data.vlm_inputs import (
-    VLMInputBuilder,
-    collate_vlm_inputs,
+from gr00t.model.backbones import InputBuilder, build_input_builder, input_builder_from_dict
+from gr00t.model.backbones.eagle_processing import (
+    EagleInputBuilder,
+    EagleInputs,
     eagle_smart_resize,
-    normalize_instruction,
-    normalize_pixels,
-    patchify_qwen3_vl,
     patchify_siglip2,
-    resize_image,
-    smart_resize,
 )
+from gr00t.model.backbones.processing import normalize_instruction, normalize_pixels, resize_image
+from gr00t.model.backbones.qwen3_vl_processing import patchify_qwen3_vl, smart_resize
 from gr00t.model.presets import load_preset
 
 SYSTEM = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -34,12 +33,12 @@ def tok():
 
 @pytest.fixture(scope="module")
 def eagle(tok):
-    return VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="pil")
+    return build_input_builder(load_preset("n16_tiny"), tok, resize_backend="pil")
 
 
 @pytest.fixture(scope="module")
 def qwen(tok):
-    return VLMInputBuilder.from_config(load_preset("qwen3_vl_tiny"), tok, min_pixels=4 * 32 * 32)
+    return build_input_builder(load_preset("qwen3_vl_tiny"), tok, min_pixels=4 * 32 * 32)
 
 
 def _image(seed: int, h: int, w: int) -> np.ndarray:
@@ -107,7 +106,7 @@ def test_eagle_pixels_are_pil_bicubic_resized(eagle):
     s = eagle("x", [img])
     expected = _pil_bicubic(img, (84, 140))
     expected = expected.reshape(3, 6, 14, 10, 14).permute(1, 3, 2, 4, 0).reshape(60, -1)
-    torch.testing.assert_close(s["pixel_values"][0], (expected - 127.5) / 127.5, rtol=0, atol=1e-6)
+    torch.testing.assert_close(s.pixel_values[0], (expected - 127.5) / 127.5, rtol=0, atol=1e-6)
     bilinear = F.interpolate(
         torch.from_numpy(img).permute(2, 0, 1)[None].float(), (84, 140), mode="bilinear", antialias=True
     )[0]
@@ -129,29 +128,27 @@ def _smooth_scene(h: int, w: int) -> np.ndarray:
 
 
 def test_eagle_resize_backend_default_and_validation(tok):
-    assert VLMInputBuilder.from_config(load_preset("n16_tiny"), tok).resize_backend == "torch"
-    assert VLMInputBuilder.from_config(load_preset("qwen3_vl_tiny"), tok).resize_backend == "torch"
+    assert build_input_builder(load_preset("n16_tiny"), tok).resize_backend == "torch"
+    assert build_input_builder(load_preset("qwen3_vl_tiny"), tok).resize_backend == "torch"
     with pytest.raises(ValueError, match="resize_backend='cv2'"):
-        VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="cv2")
+        build_input_builder(load_preset("n16_tiny"), tok, resize_backend="cv2")
 
 
 def test_eagle_torch_resize_backend_is_the_default_and_close_to_pil(tok):
-    fast = VLMInputBuilder.from_config(load_preset("n16_tiny"), tok)
-    exact = VLMInputBuilder.from_config(load_preset("n16_tiny"), tok, resize_backend="pil")
+    fast = build_input_builder(load_preset("n16_tiny"), tok)
+    exact = build_input_builder(load_preset("n16_tiny"), tok, resize_backend="pil")
     imgs = [_smooth_scene(256, 256), _smooth_scene(96, 128), _image(30, 243, 301), _smooth_scene(224, 224)]
     a, b = fast("x", imgs), exact("x", imgs)
-    assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(
-        a["spatial_shapes"], b["spatial_shapes"]
-    )
-    assert torch.equal(a["pixel_attention_mask"], b["pixel_attention_mask"])
+    assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.spatial_shapes, b.spatial_shapes)
+    assert torch.equal(a.pixel_attention_mask, b.pixel_attention_mask)
     for i, img in enumerate(imgs):
         size = fast.target_size(*img.shape[:2])
         ref = patchify_siglip2(normalize_pixels(resize_image(img, size, "torch")), 14)
-        assert torch.equal(a["pixel_values"][i, : ref.shape[0]], ref)  # torch's antialiased bicubic, as is
+        assert torch.equal(a.pixel_values[i, : ref.shape[0]], ref)  # torch's antialiased bicubic, as is
     # against PIL (the reference): every value within 2 grey levels, almost all within 1
-    levels = ((a["pixel_values"] - b["pixel_values"]) * 127.5).round().abs()
+    levels = ((a.pixel_values - b.pixel_values) * 127.5).round().abs()
     assert levels.max() <= 2 and (levels > 1).float().mean() < 1e-3 and levels.mean() < 0.2
-    assert torch.equal(a["pixel_values"][3], b["pixel_values"][3])  # 224×224 needs no resize: identical
+    assert torch.equal(a.pixel_values[3], b.pixel_values[3])  # 224×224 needs no resize: identical
 
 
 def test_siglip2_patch_layout_is_row_col_channel():
@@ -189,15 +186,15 @@ def test_eagle_sample_text_and_pixels(eagle, tok):
     expected = (
         SYSTEM + "<|im_start|>user\npick up the apple" + f"<image 1>{block}<image 2>{block}" + "<|im_end|>\n"
     )
-    assert tok.decode(s["input_ids"]) == expected
-    assert torch.equal(s["attention_mask"], torch.ones_like(s["input_ids"]))
-    assert s["spatial_shapes"].tolist() == [[4, 6], [4, 6]]
-    assert s["pixel_values"].shape == (2, 24, 14 * 14 * 3)
-    assert s["pixel_attention_mask"].all()
+    assert tok.decode(s.input_ids) == expected
+    assert torch.equal(s.attention_mask, torch.ones_like(s.input_ids))
+    assert s.spatial_shapes.tolist() == [[4, 6], [4, 6]]
+    assert s.pixel_values.shape == (2, 24, 14 * 14 * 3)
+    assert s.pixel_attention_mask.all()
     # pixel (row 14, col 28) of image 2 is patch (1, 2) → index 8, its first element (channels fastest)
     u8 = imgs[1][14, 28].astype(np.float32)
-    torch.testing.assert_close(s["pixel_values"][1, 8, :3], torch.from_numpy((u8 - 127.5) / 127.5))
-    assert s["pixel_values"].min() >= -1 and s["pixel_values"].max() <= 1
+    torch.testing.assert_close(s.pixel_values[1, 8, :3], torch.from_numpy((u8 - 127.5) / 127.5))
+    assert s.pixel_values.min() >= -1 and s.pixel_values.max() <= 1
 
 
 def test_eagle_prompt_ignores_tokenizer_chat_template(eagle, tok):
@@ -209,15 +206,15 @@ def test_eagle_prompt_ignores_tokenizer_chat_template(eagle, tok):
     )
     img = _image(14, 56, 56)
     a = eagle("Pick it", [img])
-    b = VLMInputBuilder.from_config(load_preset("n16_tiny"), other)("Pick it", [img])
-    assert torch.equal(a["input_ids"], b["input_ids"])
-    assert tok.decode(a["input_ids"]).startswith(SYSTEM + "<|im_start|>user\npick it<image 1><img>")
+    b = build_input_builder(load_preset("n16_tiny"), other)("Pick it", [img])
+    assert torch.equal(a.input_ids, b.input_ids)
+    assert tok.decode(a.input_ids).startswith(SYSTEM + "<|im_start|>user\npick it<image 1><img>")
 
 
 def test_eagle_token_count_matches_patch_grid(eagle):
     s = eagle("x", [_image(2, 256, 256), _image(3, 96, 128)])
-    n = int((s["input_ids"] == 1000).sum())
-    grid = s["spatial_shapes"]
+    n = int((s.input_ids == 1000).sum())
+    grid = s.spatial_shapes
     assert n == int(((grid[:, 0] // 2) * (grid[:, 1] // 2)).sum()) == 81 + 15
     assert eagle.num_image_tokens(256, 256) == 81
 
@@ -225,7 +222,7 @@ def test_eagle_token_count_matches_patch_grid(eagle):
 def test_qwen3_vl_sample(qwen, tok):
     imgs = [_image(4, 64, 96)]
     s = qwen("Open the door.", imgs)
-    assert s["image_grid_thw"].tolist() == [[1, 4, 6]]
+    assert s.image_grid_thw.tolist() == [[1, 4, 6]]
     n = (4 // 2) * (6 // 2)
     expected = (
         SYSTEM
@@ -235,64 +232,67 @@ def test_qwen3_vl_sample(qwen, tok):
         + "<|vision_end|>"
         + "<|im_end|>\n"
     )
-    assert tok.decode(s["input_ids"]) == expected
-    assert torch.equal(s["mm_token_type_ids"], (s["input_ids"] == 1008).long())
-    assert s["pixel_values"].shape == (24, 3 * 2 * 16 * 16)
+    assert tok.decode(s.input_ids) == expected
+    assert torch.equal(s.mm_token_type_ids, (s.input_ids == 1008).long())
+    assert s.pixel_values.shape == (24, 3 * 2 * 16 * 16)
     # first patch, channel 0, both temporal copies, first row = normalised pixels (0, 0..15)
     row = torch.from_numpy((imgs[0][0, :16, 0].astype(np.float32) - 127.5) / 127.5)
-    torch.testing.assert_close(s["pixel_values"][0, :16], row)
-    torch.testing.assert_close(s["pixel_values"][0, 256 : 256 + 16], row)
+    torch.testing.assert_close(s.pixel_values[0, :16], row)
+    torch.testing.assert_close(s.pixel_values[0, 256 : 256 + 16], row)
 
 
 def test_collate_left_pads_and_concatenates_images(eagle, tok):
     a = eagle("go", [_image(5, 56, 56)])
     b = eagle("pick up the green block", [_image(6, 56, 84), _image(7, 84, 56)])
-    batch = collate_vlm_inputs([a, b], pad_token_id=tok.pad_token_id)
-    la, lb = a["input_ids"].shape[0], b["input_ids"].shape[0]
-    assert batch["input_ids"].shape == (2, lb) and lb > la
-    assert torch.equal(batch["input_ids"][0, lb - la :], a["input_ids"])
-    assert (batch["input_ids"][0, : lb - la] == tok.pad_token_id).all()
-    assert batch["attention_mask"][0].tolist() == [0] * (lb - la) + [1] * la
-    assert batch["pixel_values"].shape == (3, 24, 588)
-    assert batch["pixel_attention_mask"].sum(1).tolist() == [16, 24, 24]
-    assert torch.equal(batch["pixel_values"][0, :16], a["pixel_values"][0])
-    assert (batch["pixel_values"][0, 16:] == 0).all()
-    assert batch["spatial_shapes"].tolist() == [[4, 4], [4, 6], [6, 4]]
+    batch = EagleInputs.collate([a, b], pad_token_id=tok.pad_token_id)
+    la, lb = a.input_ids.shape[0], b.input_ids.shape[0]
+    assert batch.input_ids.shape == (2, lb) and lb > la
+    assert torch.equal(batch.input_ids[0, lb - la :], a.input_ids)
+    assert (batch.input_ids[0, : lb - la] == tok.pad_token_id).all()
+    assert batch.attention_mask[0].tolist() == [0] * (lb - la) + [1] * la
+    assert batch.pixel_values.shape == (3, 24, 588)
+    assert batch.pixel_attention_mask.sum(1).tolist() == [16, 24, 24]
+    assert torch.equal(batch.pixel_values[0, :16], a.pixel_values[0])
+    assert (batch.pixel_values[0, 16:] == 0).all()
+    assert batch.spatial_shapes.tolist() == [[4, 4], [4, 6], [6, 4]]
     with pytest.raises(ValueError, match="keys"):
-        collate_vlm_inputs([a, {"input_ids": a["input_ids"]}], pad_token_id=0)
+        EagleInputs.collate([a, EagleInputs(input_ids=a.input_ids, attention_mask=a.attention_mask)], 0)
+    with pytest.raises(TypeError, match="expected EagleInputs, got dict"):
+        EagleInputs.collate([a, {"input_ids": a.input_ids}], pad_token_id=0)
 
 
 def test_qwen3_vl_collate(qwen, tok):
     a = qwen("go", [_image(8, 64, 64)])
     b = qwen("go left now", [_image(9, 64, 64), _image(10, 64, 96)])
     batch = qwen.collate([a, b])
-    assert batch["pixel_values"].shape[0] == a["pixel_values"].shape[0] + b["pixel_values"].shape[0]
-    assert batch["image_grid_thw"].tolist() == [[1, 4, 4], [1, 4, 4], [1, 4, 6]]
-    assert batch["mm_token_type_ids"].shape == batch["input_ids"].shape
-    assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == 1008)
+    assert batch.pixel_values.shape[0] == a.pixel_values.shape[0] + b.pixel_values.shape[0]
+    assert batch.image_grid_thw.tolist() == [[1, 4, 4], [1, 4, 4], [1, 4, 6]]
+    assert batch.mm_token_type_ids.shape == batch.input_ids.shape
+    assert torch.equal(batch.mm_token_type_ids.bool(), batch.input_ids == 1008)
 
 
 def test_builder_is_picklable_and_rejects_bad_input(eagle):
     clone = pickle.loads(pickle.dumps(eagle))
     img = _image(11, 56, 56)
     a, b = eagle("wipe", [img]), clone("wipe", [img])
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    ta, tb = a.tensors(), b.tensors()
+    assert sorted(ta) == sorted(tb) and all(torch.equal(ta[k], tb[k]) for k in ta)
     with pytest.raises(ValueError, match="uint8"):
         eagle("wipe", [img.astype(np.float32)])
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         eagle("wipe", [img[..., 0]])
     with pytest.raises(ValueError, match="image tokens"):
-        VLMInputBuilder(eagle.tokenizer, formalize_language=False)("a <IMG_CONTEXT> b", [img])
+        EagleInputBuilder(eagle.tokenizer, formalize_language=False)("a <IMG_CONTEXT> b", [img])
 
 
 def test_builder_checks_tokenizer_against_config(tok):
     with pytest.raises(ValueError, match="image_token_id"):
-        VLMInputBuilder.from_config(load_preset("n16"), tok)
+        build_input_builder(load_preset("n16"), tok)
     with pytest.raises(ValueError, match="backbone_type"):
-        VLMInputBuilder(tok, backbone_type="llava")
+        input_builder_from_dict(tok, {"backbone_type": "llava"})
 
 
-def _reference_ids(builder: VLMInputBuilder, text: str, counts: list[int]) -> torch.Tensor:
+def _reference_ids(builder: InputBuilder, text: str, counts: list[int]) -> torch.Tensor:
     """Render and tokenise the whole prompt, as the builder did before it cached token ids."""
     if builder.backbone_type == "eagle":
         pieces = [f"<image {k + 1}><img>" + "<IMG_CONTEXT>" * n + "</img>" for k, n in enumerate(counts)]
@@ -319,20 +319,57 @@ def test_cached_prompt_ids_equal_uncached(layout, request):
             counts = [fresh.num_image_tokens(h, w) for h, w in sizes]
             want = _reference_ids(fresh, normalize_instruction(instruction), counts)
             first, second = fresh(instruction, imgs), fresh(instruction, imgs)  # miss, then hit
-            assert torch.equal(first["input_ids"], want) and torch.equal(second["input_ids"], want)
-            second["input_ids"][0] = -1  # callers own their tensors; the cache is untouched
-            assert torch.equal(fresh(instruction, imgs)["input_ids"], want)
+            assert torch.equal(first.input_ids, want) and torch.equal(second.input_ids, want)
+            second.input_ids[0] = -1  # callers own their tensors; the cache is untouched
+            assert torch.equal(fresh(instruction, imgs).input_ids, want)
     assert len(fresh._prompt_cache) == 4 * len(shapes)  # one entry per (instruction, layout)
 
 
 def test_eagle_pixels_equal_reference_pipeline(eagle):
     imgs = [_image(20, 256, 256), _image(21, 96, 128), _image(22, 56, 84), _image(23, 243, 301)]
     s = eagle("x", imgs)
-    p_max = s["pixel_values"].shape[1]
+    p_max = s.pixel_values.shape[1]
     for i, img in enumerate(imgs):
         size = eagle.target_size(*img.shape[:2])
         ref = patchify_siglip2(normalize_pixels(resize_image(img, size, "pil")), 14)
         n = ref.shape[0]
-        assert torch.equal(s["pixel_values"][i, :n], ref)
-        assert (s["pixel_values"][i, n:] == 0).all() and n <= p_max
-        assert s["pixel_attention_mask"][i].tolist() == [True] * n + [False] * (p_max - n)
+        assert torch.equal(s.pixel_values[i, :n], ref)
+        assert (s.pixel_values[i, n:] == 0).all() and n <= p_max
+        assert s.pixel_attention_mask[i].tolist() == [True] * n + [False] * (p_max - n)
+
+
+def test_registry_round_trips_builders_and_matches_the_config_choices(tok):
+    from gr00t.model.backbones import BACKBONES, build_backbone
+    from gr00t.model.config import BACKBONE_TYPES
+
+    assert sorted(BACKBONES) == sorted(BACKBONE_TYPES)
+    for preset, overrides in (
+        ("n16_tiny", {"resize_backend": "pil"}),
+        ("qwen3_vl_tiny", {"min_pixels": 4096}),
+    ):
+        config = load_preset(preset)
+        builder = build_input_builder(config, tok, **overrides)
+        assert builder.backbone_type == config.backbone_type
+        assert isinstance(builder, BACKBONES[config.backbone_type].input_builder)
+        again = input_builder_from_dict(tok, builder.to_dict())
+        assert type(again) is type(builder) and again.to_dict() == builder.to_dict()
+        assert build_backbone(config).inputs_class is builder.inputs_class
+    assert list(builder.to_dict()) == [  # processor_config.json's "vlm" entry, as checkpoints hold it
+        "backbone_type", "patch_size", "merge_size", "temporal_patch_size", "min_pixels", "max_pixels",
+        "image_token_id", "formalize_language", "resize_backend",
+    ]  # fmt: skip
+
+
+def test_processing_modules_import_no_modeling_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gr00t.model.backbones, gr00t.data.processor; "
+        "bad = [m for m in sys.modules if m.startswith(('transformers.models.siglip2.modeling', "
+        "'transformers.models.qwen3_vl.modeling', 'gr00t.model.backbones.eagle', "
+        "'gr00t.model.backbones.qwen3_vl')) and not m.endswith('_processing')]; "
+        "assert not bad, bad; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
