@@ -33,6 +33,9 @@ class DemoDataArgs:
     width: int = setting(128, "frame width")
     episodes_per_file: int | None = setting(None, "v3.0: episodes per data/video file")
     overwrite: bool = setting(False, "replace an existing dataset folder")
+    subtasks: bool = setting(
+        False, "add a per-frame sub-task channel (annotation.human.subtask) that switches mid-episode"
+    )
     mixture: str | None = setting(None, "write a dataset for every entry of this mixture under the folder")
 
 
@@ -65,6 +68,7 @@ def _demo_data(argv: list[str]) -> int:
             width=args.width,
             episodes_per_file=args.episodes_per_file,
             overwrite=args.overwrite,
+            subtasks=args.subtasks,
         )
     except (ValueError, FileExistsError) as err:
         raise UsageError(str(err)) from err

@@ -10,6 +10,7 @@ task) into `output_dir`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -35,6 +36,10 @@ class EvalArgs:
     max_episodes: int | None = setting(None, "evaluate at most this many episodes (after `episodes`)")
     max_steps: int | None = setting(None, "evaluate at most this many steps per episode")
     action_horizon: int | None = setting(None, "steps executed per query; null = the embodiment chunk")
+    latency_steps: int | None = setting(
+        None, "replay as an async controller: ask for each chunk this many steps early, prefix frozen"
+    )
+    rtc_mode: str | None = setting(None, "with latency_steps: RTC mode guidance or prefix; null = model's")
     output_dir: str | None = setting(None, "metrics.json and plots; null = outputs/open_loop/<name>")
     device: str = setting("auto", "torch device for a local policy: auto, cpu, cuda, ...")
     seed: int | None = setting(0, "noise seed of the first query (query i uses seed + i); null: random")
@@ -86,6 +91,27 @@ def _load_policy(args: EvalArgs, checkpoint: Path | None, tag: str | None) -> tu
     return policy, None, checkpoint.resolve().name
 
 
+def _check_latency(args: EvalArgs, horizon: int, checkpoint: Path | None) -> None:
+    """`latency_steps` below the steps run per chunk, and within a local RTC-trained model's limits."""
+    if args.latency_steps is None:
+        return
+    k = args.action_horizon or horizon
+    if not 0 <= args.latency_steps < k:
+        raise UsageError(
+            f"latency_steps={args.latency_steps}: expected 0..{k - 1} (less than the {k} steps run per chunk)"
+        )
+    config = checkpoint / "config.json" if checkpoint is not None else None
+    if config is None or not config.is_file():
+        return
+    delay = int(json.loads(config.read_text()).get("rtc_training_max_delay") or 0)
+    mode = args.rtc_mode or ("prefix" if delay > 0 else "guidance")
+    if mode == "prefix" and args.latency_steps > delay:
+        raise UsageError(
+            f"latency_steps={args.latency_steps} with rtc_mode=prefix: expected 0..{delay} (the checkpoint's "
+            f"rtc_training_max_delay={delay}); use rtc_mode=guidance"
+        )
+
+
 def _eval(argv: list[str]) -> int:
     from gr00t.cli import checks
     from gr00t.cli.keyvalue import parse_settings
@@ -96,6 +122,10 @@ def _eval(argv: list[str]) -> int:
     if args.checkpoint is None and args.server is None:
         raise UsageError("give checkpoint=<dir> (local policy) or server=host:port")
     episodes = _episode_list(args.episodes)
+    if args.rtc_mode not in (None, "guidance", "prefix"):
+        raise UsageError(f"rtc_mode={args.rtc_mode!r}: expected guidance or prefix (or null)")
+    if args.latency_steps is not None and args.latency_steps < 0:
+        raise UsageError(f"latency_steps={args.latency_steps}: expected >= 0")
     from gr00t.data.embodiment import load_embodiment
 
     embodiment = load_embodiment(args.embodiment)
@@ -104,6 +134,7 @@ def _eval(argv: list[str]) -> int:
     if args.server is None:
         checkpoint = checks.checkpoint("checkpoint", str(args.checkpoint), "gr00t-eval")
         tag = checks.checkpoint_embodiment(checkpoint, args.embodiment)
+    _check_latency(args, embodiment.action_horizon, checkpoint)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -128,6 +159,8 @@ def _eval(argv: list[str]) -> int:
             max_steps=args.max_steps,
             plot_dir=out_dir if args.plots else None,
             seed=args.seed,
+            latency_steps=args.latency_steps,
+            rtc_mode=args.rtc_mode,
             source=source,
         )
     finally:

@@ -117,6 +117,9 @@ class ModelConfig:
     state_additive_noise_scale: float = 0.0
     use_relative_action: bool = False
     apply_sincos_state_encoding: bool = False
+    # training-time real-time chunking: each sample's first d ~ U{0..k} actions are given as executed
+    # (clean, t = 1) and left out of the loss; 0 = off (gr00t.model.rtc)
+    rtc_training_max_delay: int = 0
 
 
 @dataclass

@@ -48,13 +48,13 @@ class _Episode:
     timestamps: np.ndarray  # float64 [L], the frames' timestamps within the episode
     state: dict[str, np.ndarray]  # key -> float32 [L, D]
     action: dict[str, np.ndarray]  # key -> float32 [L, D]
-    language: list[str]  # one instruction per frame (usually constant)
+    language: dict[str, list[str]]  # language channel -> one text per frame (usually constant)
 
     @property
     def nbytes(self) -> int:
-        """Approximate memory held (arrays + one reference per frame for the language list)."""
+        """Approximate memory held (arrays + one reference per frame and language channel)."""
         arrays = [self.timestamps, *self.state.values(), *self.action.values()]
-        return sum(a.nbytes for a in arrays) + 8 * len(self.language)
+        return sum(a.nbytes for a in arrays) + 8 * self.length * len(self.language)
 
 
 class Gr00tDataset(Dataset):
@@ -156,7 +156,7 @@ class Gr00tDataset(Dataset):
                     f"{self.root}/meta/modality.json: {section} keys {missing} required by embodiment "
                     f"{emb.tag!r} ({emb.source}) are missing; it has {sorted(have)}"
                 )
-        self._language_column()
+        self._language_columns()
 
     def _episode(self, episode: int) -> _Episode:
         key = (os.getpid(), episode)
@@ -169,16 +169,16 @@ class Gr00tDataset(Dataset):
         action_slices = {k: _slice(self.modality, "action", k) for k in emb.action.keys}
         numeric = sorted({c for c, _, _ in state_slices.values()} | {c for c, _, _ in action_slices.values()})
         has_ts = "timestamp" in self.reader.features
-        lang = self._language_column()
-        columns = numeric + (["timestamp"] if has_ts else []) + ([lang[1]] if lang else [])
+        lang = self._language_columns()
+        columns = numeric + (["timestamp"] if has_ts else []) + sorted({c for _, _, c in lang})
         table = self.reader.episode_data(episode, columns)
         arrays = {c: _matrix(table[c], self.root, c) for c in numeric}
         length = int(self.reader.episode_length(episode))
         timestamps = table["timestamp"].reshape(length, -1)[:, 0] if has_ts else np.arange(length) / self.fps
-        if lang is None:
-            language = [""] * length
-        else:
-            language = self.modality.annotation_text(lang[0], table[lang[1]], self.reader.tasks, episode)
+        language = {
+            key: self.modality.annotation_text(name, table[column], self.reader.tasks, episode)
+            for key, name, column in lang
+        }
         ep = _Episode(
             index=episode,
             length=length,
@@ -193,20 +193,21 @@ class Gr00tDataset(Dataset):
             self._cache_bytes -= self._cache.popitem(last=False)[1].nbytes
         return ep
 
-    def _language_column(self) -> tuple[str, str] | None:
-        """(annotation name, parquet column) of the embodiment's first language key, the instruction."""
-        keys = self.embodiment.language.keys
-        if not keys:
-            return None
-        key = keys[0]
-        name = key[len("annotation.") :] if key.startswith("annotation.") else key
-        annotations = _section(self.modality, "annotation")
-        if name not in annotations:
-            raise KeyError(
-                f"{self.root}/meta/modality.json: language key {key!r} of embodiment {self.embodiment.tag!r} "
-                f"needs annotation {name!r}; the file has annotations {sorted(annotations)}"
-            )
-        return name, str(_get(annotations[name], "original_key"))
+    def _language_columns(self) -> list[tuple[str, str, str]]:
+        """(language key, annotation name, parquet column) of the embodiment's language channels: the
+        first key alone unless the embodiment combines several (`gr00t.data.language`)."""
+        language = self.embodiment.language
+        out = []
+        for key in language.keys if language.mode != "first" else language.keys[:1]:
+            name = key[len("annotation.") :] if key.startswith("annotation.") else key
+            annotations = _section(self.modality, "annotation")
+            if name not in annotations:
+                raise KeyError(
+                    f"{self.root}/meta/modality.json: language key {key!r} of embodiment {self.embodiment.tag!r} "
+                    f"needs annotation {name!r}; the file has annotations {sorted(annotations)}"
+                )
+            out.append((key, name, str(_get(annotations[name], "original_key"))))
+        return out
 
     def _frames(self, ep: _Episode, view: str, rows: np.ndarray) -> np.ndarray:
         # The reader knows whether the camera is an mp4 video or an image feature in the parquet rows.
@@ -227,7 +228,7 @@ class Gr00tDataset(Dataset):
             "video": {},
             "state": {k: v[state_rows] for k, v in ep.state.items()},
             "action": {k: v[action_rows] for k, v in ep.action.items()},
-            "language": ep.language[step],
+            "language": _language_at(ep.language, step),
             "embodiment": emb.tag,
             "episode_index": int(episode),
             "step": int(step),
@@ -379,6 +380,14 @@ class MixtureDataset(Dataset):
 
 
 # ---- modality helpers ---------------------------------------------------------------------------
+
+
+def _language_at(language: Mapping[str, list[str]], step: int) -> str | dict[str, str]:
+    """The instruction of one frame: a string for one channel, ``{key: text}`` for several (the
+    processor combines them, `gr00t.data.language`)."""
+    if len(language) == 1:
+        return next(iter(language.values()))[step]
+    return {key: texts[step] for key, texts in language.items()}
 
 
 def _section(modality: Any, section: str) -> Mapping[str, Any]:

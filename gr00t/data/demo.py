@@ -5,6 +5,11 @@ tasks. Each camera shows a coloured blob whose position follows the arm joints a
 follows the gripper, so images carry real information about the state. The top 16 pixel rows
 of every frame hold two bar codes (frame index, episode index) that survive compression:
 `read_frame_code(frame)` recovers them, which lets tests check that the right frame was decoded.
+
+With `subtasks=True` every frame also carries a sub-task label (`annotation.human.subtask`, an index
+into the task table, which then lists the sub-task texts after the tasks): "reach ..." until the
+gripper closes, then the task's second phase — a switch in the middle of each episode. The
+`new_embodiment_subtask` embodiment reads both channels.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ TASKS = (
     "push the green block to the left",
     "lift the blue block above the table",
 )
+# Per task: the sub-task before and after the gripper closes (task table rows len(TASKS) + 2·task + phase).
+SUBTASKS = (
+    ("reach the red block", "lift the red block"),
+    ("reach the green block", "push it to the left"),
+    ("reach the blue block", "raise it above the table"),
+)
+SUBTASK_COLUMN = "annotation.human.subtask"
 TASK_COLOURS = np.array([[220, 40, 40], [40, 200, 60], [50, 80, 230]], dtype=np.float32)
 CODE_BITS = 16
 CODE_ROW_HEIGHT = 8
@@ -114,8 +126,10 @@ def _vector_array(values: np.ndarray) -> pa.Array:
 
 
 def _frames_table(episodes: list[dict], first_index: int) -> pa.Table:
-    cols: dict[str, list] = {k: [] for k in ("state", "action", "ts", "fi", "ei", "ti")}
+    cols: dict[str, list] = {k: [] for k in ("state", "action", "ts", "fi", "ei", "ti", "sub")}
     for ep in episodes:
+        if ep.get("subtask") is not None:
+            cols["sub"].append(ep["subtask"])
         n = ep["length"]
         cols["state"].append(ep["state"])
         cols["action"].append(ep["action"])
@@ -123,8 +137,9 @@ def _frames_table(episodes: list[dict], first_index: int) -> pa.Table:
         cols["fi"].append(np.arange(n, dtype=np.int64))
         cols["ei"].append(np.full(n, ep["episode_index"], dtype=np.int64))
         cols["ti"].append(np.full(n, ep["task_index"], dtype=np.int64))
-    cat = {k: np.concatenate(v) for k, v in cols.items()}
+    cat = {k: np.concatenate(v) for k, v in cols.items() if v}
     total = len(cat["ts"])
+    subtask = {SUBTASK_COLUMN: pa.array(cat["sub"])} if "sub" in cat else {}
     return pa.table(
         {
             "observation.state": _vector_array(cat["state"]),
@@ -135,11 +150,12 @@ def _frames_table(episodes: list[dict], first_index: int) -> pa.Table:
             "index": pa.array(np.arange(first_index, first_index + total, dtype=np.int64)),
             "task_index": pa.array(cat["ti"]),
             "annotation.human.task_description": pa.array(cat["ti"]),
+            **subtask,
         }
     )
 
 
-def _features(encoder: str, height: int, width: int) -> dict:
+def _features(encoder: str, height: int, width: int, subtasks: bool = False) -> dict:
     video_info = {
         "video.height": height,
         "video.width": width,
@@ -164,13 +180,24 @@ def _features(encoder: str, height: int, width: int) -> dict:
         "names": list(STATE_NAMES),
     }
     features["action"] = {"dtype": "float32", "shape": [len(STATE_NAMES)], "names": list(STATE_NAMES)}
-    for name, dtype in BOOKKEEPING_COLUMNS:
+    for name, dtype in BOOKKEEPING_COLUMNS + (((SUBTASK_COLUMN, "int64"),) if subtasks else ()):
         features[name] = {"dtype": dtype, "shape": [1], "names": None}
     return features
 
 
-def demo_modality() -> dict:
+def task_table(subtasks: bool = False) -> list[str]:
+    """The dataset's task strings by task index (the tasks, then the sub-tasks when written)."""
+    return list(TASKS) + ([text for pair in SUBTASKS for text in pair] if subtasks else [])
+
+
+def _subtask_labels(task: int, gripper: np.ndarray) -> np.ndarray:
+    """Per-frame sub-task index: phase 0 until the gripper closes (> 0.5), then phase 1."""
+    return (len(TASKS) + 2 * task + (gripper > 0.5)).astype(np.int64)
+
+
+def demo_modality(subtasks: bool = False) -> dict:
     """The meta/modality.json content of the demo dataset."""
+    annotation = {"human.task_description": {}, **({"human.subtask": {}} if subtasks else {})}
     return {
         "state": {"arm": {"start": 0, "end": ARM_DIM}, "gripper": {"start": ARM_DIM, "end": ARM_DIM + 1}},
         "action": {
@@ -178,7 +205,7 @@ def demo_modality() -> dict:
             "gripper": {"start": ARM_DIM, "end": ARM_DIM + 1, "absolute": True},
         },
         "video": {cam: {"original_key": f"observation.images.{cam}"} for cam in CAMERAS},
-        "annotation": {"human.task_description": {}},
+        "annotation": annotation,
     }
 
 
@@ -224,7 +251,8 @@ def _write_v21(root: Path, episodes: list[dict], encoder: str, info: dict, gop: 
             for ep in episodes
         ],
     )
-    _write_jsonl(root / "meta/tasks.jsonl", [{"task_index": i, "task": t} for i, t in enumerate(TASKS)])
+    tasks = task_table(info["total_tasks"] > len(TASKS))
+    _write_jsonl(root / "meta/tasks.jsonl", [{"task_index": i, "task": t} for i, t in enumerate(tasks)])
     _write_jsonl(
         root / "meta/episodes_stats.jsonl",
         [
@@ -283,7 +311,8 @@ def _write_v30(
     episodes_path = root / "meta/episodes/chunk-000/file-000.parquet"
     episodes_path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(episodes_path, index=False)
-    tasks = pd.DataFrame({"task_index": list(range(len(TASKS)))}, index=pd.Index(list(TASKS), name="task"))
+    names = task_table(info["total_tasks"] > len(TASKS))
+    tasks = pd.DataFrame({"task_index": list(range(len(names)))}, index=pd.Index(names, name="task"))
     tasks.to_parquet(root / "meta/tasks.parquet")
     all_state = np.concatenate([ep["state"] for ep in episodes])
     all_action = np.concatenate([ep["action"] for ep in episodes])
@@ -306,6 +335,7 @@ def write_demo_dataset(
     gop: int = 2,
     crf: int = 23,
     overwrite: bool = False,
+    subtasks: bool = False,
 ) -> Path:
     """Write the demo dataset to `root` and return its path.
 
@@ -313,7 +343,8 @@ def write_demo_dataset(
     file, all of them by default) or "v2.1" (one file per episode). `episode_length` is one
     length for all episodes or a list with one per episode. `codec` is "h264", "av1" or a
     concrete PyAV encoder name (e.g. "libsvtav1", "libaom-av1"). The output is a pure function
-    of the arguments. The dataset is built in a temporary folder and renamed into place.
+    of the arguments. The dataset is built in a temporary folder and renamed into place. `subtasks`
+    adds the per-frame sub-task channel (module docstring).
     """
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"demo dataset version {version!r}: expected one of {SUPPORTED_VERSIONS}")
@@ -349,6 +380,7 @@ def write_demo_dataset(
                 "action": action,
                 "frames": frames,
                 "first_index": first_index,
+                "subtask": _subtask_labels(task, state[:, -1]) if subtasks else None,
             }
         )
         first_index += length
@@ -358,11 +390,11 @@ def write_demo_dataset(
         "robot_type": EMBODIMENT,
         "total_episodes": num_episodes,
         "total_frames": int(sum(lengths)),
-        "total_tasks": len(TASKS),
+        "total_tasks": len(task_table(subtasks)),
         "chunks_size": 1000,
         "fps": FPS,
         "splits": {"train": f"0:{num_episodes}"},
-        "features": _features(encoder, height, width),
+        "features": _features(encoder, height, width, subtasks),
     }
     if version == "v2.1":
         info.update(
@@ -385,5 +417,5 @@ def write_demo_dataset(
         else:
             _write_v30(tmp, episodes, encoder, info, gop, crf, episodes_per_file or num_episodes)
         _write_json(tmp / "meta/info.json", info)
-        _write_json(tmp / "meta/modality.json", demo_modality())
+        _write_json(tmp / "meta/modality.json", demo_modality(subtasks))
     return root

@@ -21,6 +21,9 @@ an error names the file and the dotted key)::
         # end effector: {key: eef, rep: relative, type: eef, format: xyz_rot6d, state_key: eef,
         #                state_format: xyz_quat_wxyz}
     language: {keys: [annotation.human.task_description], delta_indices: [0]}
+    # several channels combine by a rule (gr00t.data.language): combine: {mode: sample,
+    #   probabilities: {<key>: p, ...}} or {mode: template, template: "{<key>}: {<key>}"}
+    intervention: {column: is_intervention, weight: 3.0}   # optional (gr00t.data.intervention)
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from gr00t.data.intervention import InterventionWeighting, parse_intervention
+from gr00t.data.language import LanguageConfig, parse_language
 from gr00t.data.yaml_file import load_yaml_mapping
 from gr00t.paths import available, find_file, search_dirs
 
@@ -132,8 +137,9 @@ class EmbodimentConfig:
     video: ModalityWindow
     state: StateConfig
     action: ActionConfig
-    language: ModalityWindow
+    language: LanguageConfig
     source: str = "<dict>"
+    intervention: InterventionWeighting | None = None
 
     @property
     def action_horizon(self) -> int:
@@ -165,10 +171,8 @@ class EmbodimentConfig:
                 "sin_cos": list(self.state.sin_cos),
             },
             "action": {"delta_indices": list(self.action.delta_indices), "groups": groups},
-            "language": {
-                "keys": list(self.language.keys),
-                "delta_indices": list(self.language.delta_indices),
-            },
+            "language": self.language.to_dict(),
+            **({"intervention": self.intervention.to_dict()} if self.intervention else {}),
         }
 
     @classmethod
@@ -269,7 +273,7 @@ def _plain(data: Any) -> Any:
     return data
 
 
-_TOP_KEYS = ("name", "tag", "projector_index", "video", "state", "action", "language", "defaults")
+_TOP_KEYS = tuple("name tag projector_index video state action language intervention defaults".split())
 _WINDOW_KEYS = ("keys", "delta_indices")
 _STATE_KEYS = ("keys", "delta_indices", "normalization", "sin_cos")
 _ACTION_KEYS = ("horizon", "delta_indices", "groups")
@@ -436,6 +440,7 @@ class _Parser:
             video=self.window("video", data["video"]),
             state=state,
             action=self.action(data["action"], state),
-            language=self.window("language", data["language"]),
+            language=parse_language(data["language"], self),
             source=self.source,
+            intervention=parse_intervention(data.get("intervention"), "intervention", self.fail),
         )

@@ -9,6 +9,7 @@ Schema of a mixture file (every field is checked; errors name the file and the k
         path: demo              # dataset directory (LeRobot v2.x/v3.0 + meta/modality.json)
         embodiment: new_embodiment
         weight: 1.0             # relative share of draws (normalised over the mixture), > 0
+        intervention: {column: is_intervention, weight: 3.0}   # optional, gr00t.data.intervention
     co_training_mixture: pretrain_n16   # optional: mix another mixture in ...
     co_training_ratio: 0.2              # ... so that it receives this fraction of all draws
 
@@ -28,12 +29,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gr00t.data.intervention import InterventionWeighting, parse_intervention
 from gr00t.data.yaml_file import load_yaml_mapping
 from gr00t.paths import available, default_data_root, find_file, search_dirs
 
 DATA_ROOT_ENV = "GR00T_DATA_ROOT"
 _TOP_KEYS = ("description", "data_root", "datasets", "co_training_mixture", "co_training_ratio")
-_ENTRY_KEYS = ("name", "path", "embodiment", "weight")
+_ENTRY_KEYS = ("name", "path", "embodiment", "weight", "intervention")
 
 
 class MixtureError(ValueError):
@@ -49,6 +51,7 @@ class MixtureEntry:
     embodiment: str
     weight: float
     source: str = "main"  # "main" or the name of the co-training mixture it came from
+    intervention: InterventionWeighting | None = None  # None: the embodiment's, if any
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Mixture:
                     "embodiment": e.embodiment,
                     "weight": e.weight,
                     "source": e.source,
+                    **({"intervention": e.intervention.to_dict()} if e.intervention else {}),
                 }
                 for e in self.entries
             ],
@@ -231,7 +235,14 @@ def _parse_entries(path: Path, raw: Any, root: Path) -> tuple[MixtureEntry, ...]
         if not ds_path.is_absolute():
             ds_path = root / ds_path
         name = str(item.get("name") or ds_path.name)
-        entries.append(MixtureEntry(name, ds_path, item["embodiment"], float(weight)))
+        intervention = parse_intervention(
+            item.get("intervention"),
+            f"{where}intervention",
+            lambda key, msg: MixtureError(f"{path}: key {key!r}: {msg}"),
+        )
+        entries.append(
+            MixtureEntry(name, ds_path, item["embodiment"], float(weight), intervention=intervention)
+        )
     names = [e.name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -153,7 +153,9 @@ class Gr00tProcessor:
     ) -> dict[str, Any]:
         """One raw sample (ARCHITECTURE.md) → ``{"backbone": <the backbone's inputs>, "state",
         "action", "action_mask", "embodiment_id"}`` for `Gr00tCollator`. ``rng`` drives the
-        training-mode image augmentation (one draw for all frames and views)."""
+        training-mode image augmentation (one draw for all frames and views) and, for several
+        language channels (``sample["language"]`` a ``{key: text}`` mapping), the embodiment's
+        language rule (`gr00t.data.language`; deterministic in eval mode)."""
         sap = self._embodiment(sample.get("embodiment"))
         emb = sap.embodiment
         video = sample.get("video")
@@ -171,13 +173,20 @@ class Gr00tProcessor:
         if len(set(lengths.values())) != 1 or None in lengths.values():
             shapes = {k: tuple(v.shape) for k, v in views.items()}
             raise ValueError(f"video views must all be uint8 [T, H, W, 3] with one T; got shapes {shapes}")
+        language = sample.get("language")
+        if isinstance(language, Mapping) and self.training:
+            # one stream for the image draw, then the language draw (gr00t.data.language)
+            rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         views = self._transforms[self.training](views, rng)
         steps = next(iter(lengths.values()))
         images = [views[k][t] for t in range(steps) for k in emb.video.keys]  # time-major, then view
 
-        language = sample.get("language")
+        if isinstance(language, Mapping) and all(isinstance(v, str) for v in language.values()):
+            language = emb.language.choose(language, rng if self.training else None)
         if not isinstance(language, str):
-            raise ValueError(f"sample['language'] must be the instruction string, got {language!r}")
+            raise ValueError(
+                f"sample['language'] must be the instruction string (or {{channel: text}}), got {language!r}"
+            )
         out: dict[str, Any] = {"backbone": self.vlm(language, images)}
 
         state, _ = sap.encode_state(sample["state"])

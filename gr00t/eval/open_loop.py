@@ -23,7 +23,9 @@ import numpy as np
 
 from gr00t import atomic
 from gr00t.eval.joint_names import dataset_dim_names
+from gr00t.eval.latency_replay import boundary_metrics, replay_with_latency
 from gr00t.eval.plots import plot_episode
+from gr00t.eval.samples import observation_from_sample, sample_task
 from gr00t.policy.base import Policy
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ class EpisodeResult:
     ground_truth: dict[str, np.ndarray]
     task: str = ""
     plot: Path | None = None
+    # latency replay only (gr00t.eval.latency_replay): per key [boundaries, D]
+    boundary_jump: dict[str, np.ndarray] | None = None
+    ground_truth_step: dict[str, np.ndarray] | None = None
+    inner_step: dict[str, np.ndarray] | None = None
 
     @property
     def num_steps(self) -> int:
@@ -56,6 +62,7 @@ class OpenLoopReport:
     source: str = ""
     dataset: str = ""
     embodiment: str = ""
+    latency_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +70,7 @@ class OpenLoopReport:
             "dataset": self.dataset,
             "embodiment": self.embodiment,
             "action_horizon": self.action_horizon,
+            "latency_steps": self.latency_steps,
             "metrics": self.metrics,
             "episodes": [
                 {
@@ -113,15 +121,6 @@ def error_metrics(
     }
 
 
-def observation_from_sample(sample: Mapping[str, Any], language_key: str) -> dict[str, Any]:
-    """A batched (B = 1) policy observation from a raw dataset sample."""
-    return {
-        "video": {k: np.ascontiguousarray(v)[None] for k, v in sample["video"].items()},
-        "state": {k: np.asarray(v, dtype=np.float32)[None] for k, v in sample["state"].items()},
-        "language": {language_key: [[str(sample["language"])]]},
-    }
-
-
 def evaluate_episode(
     policy: Policy,
     dataset: Any,
@@ -153,7 +152,7 @@ def evaluate_episode(
     task = ""
     for i, step in enumerate(queries):
         sample = dataset.sample(episode, step)
-        task = task or str(sample["language"])
+        task = task or sample_task(sample)
         obs = observation_from_sample(sample, emb.language.keys[0])
         options = None if seed is None else {"seed": int(seed) + i}
         action = policy.get_action(obs, options)
@@ -185,10 +184,15 @@ def run_open_loop(
     plot_dir: str | Path | None = None,
     seed: int | None = 0,
     source: str = "",
+    latency_steps: int | None = None,
+    rtc_mode: str | None = None,
 ) -> OpenLoopReport:
     """Evaluate several episodes (default: all) and aggregate their errors over every evaluated step.
 
     ``source`` names the policy (checkpoint folder or server address) in the plots and the report.
+    With `latency_steps` the replay is asynchronous (`gr00t.eval.latency_replay`): chunks are asked
+    for that many steps early with the executed prefix frozen (RTC `rtc_mode`, None: the model's
+    default), and ``metrics["boundary_jump"]`` reports the jump at chunk boundaries.
     """
     chosen = list(dataset.episode_indices if episodes is None else episodes)
     unknown = sorted(set(chosen) - set(dataset.episode_indices))
@@ -198,7 +202,13 @@ def run_open_loop(
     horizon = dataset.embodiment.action_horizon if action_horizon is None else int(action_horizon)
     results = []
     for ep in chosen:
-        res = evaluate_episode(policy, dataset, ep, action_horizon, max_steps, seed)
+        if latency_steps is None:
+            res = evaluate_episode(policy, dataset, ep, action_horizon, max_steps, seed)
+        else:
+            replay = replay_with_latency(
+                policy, dataset, ep, latency_steps, action_horizon, max_steps, seed, rtc_mode
+            )
+            res = EpisodeResult(episode_index=ep, **replay)
         m = error_metrics(res.predicted, res.ground_truth)
         if plot_dir is not None:
             res.plot = plot_episode(
@@ -217,6 +227,8 @@ def run_open_loop(
         {k: np.concatenate([r.ground_truth[k] for r in results]) for k in keys},
         names,
     )
+    if latency_steps is not None:
+        metrics["boundary_jump"] = boundary_metrics([vars(r) for r in results])
     return OpenLoopReport(
         results,
         horizon,
@@ -225,6 +237,7 @@ def run_open_loop(
         source=source,
         dataset=str(dataset.root),
         embodiment=str(dataset.embodiment.tag),
+        latency_steps=latency_steps,
     )
 
 
@@ -262,6 +275,13 @@ def format_report(report: OpenLoopReport) -> str:
         for name, mse, mae in zip(names, m["mse_per_dim"], m["mae_per_dim"]):
             lines.append(f"    {name:<{width - 2}} MSE {mse:<12.6g} MAE {mae:.6g}")
     lines.append(f"  {'all':<{width}} MSE {report.metrics['mse']:<12.6g} MAE {report.metrics['mae']:.6g}")
+    jump = report.metrics.get("boundary_jump")
+    if jump and jump["boundaries"]:
+        lines.append(
+            f"  chunk boundaries (latency {report.latency_steps} steps): {jump['boundaries']}, mean jump "
+            f"{jump['mean']:.6g} (recorded step there {jump['ground_truth_step']:.6g}, policy step inside "
+            f"chunks {jump['inner_step']:.6g})"
+        )
     return "\n".join(lines)
 
 

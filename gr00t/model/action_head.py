@@ -7,7 +7,6 @@ be trained and tested without a backbone.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,63 +17,7 @@ from torch import nn
 from gr00t.model.config import Gr00tN16Config
 from gr00t.model.dit import CrossAttentionCache, build_dit
 from gr00t.model.embodiment_layers import CategorySpecificMLP, MultiEmbodimentActionEncoder
-
-
-@dataclass
-class RealTimeChunking:
-    """Real-time chunking: continue a previously emitted chunk smoothly.
-
-    `prev_actions [B, H_prev, A]` (normalised space) is the previous chunk already shifted so that
-    `prev_actions[:, j]` is the action planned for step j of the new chunk (H_prev ≤ H; missing steps
-    get weight 0). Per step j the weight is
-
-        w_j = 1                              for j < frozen_steps
-        w_j = c·(e^c − 1)/(e − 1),  c = 1 − (j − frozen_steps + 1)/(overlap_steps + 1)
-                                             for frozen_steps ≤ j < frozen_steps + overlap_steps
-        w_j = 0                              otherwise
-
-    (an exponential ramp from ≈1 down to ≈0). Each Euler step at time t uses the velocity
-
-        v' = (1 − w)·v(x, τ) + w·(prev − x)/(1 − t)
-
-    i.e. the model velocity is scaled by (1 − w) and blended with the velocity that reaches `prev`
-    exactly at t = 1. Frozen steps (w = 1) therefore end exactly on `prev`; steps past the overlap
-    follow the model alone (they still see the guided steps through attention).
-    """
-
-    prev_actions: torch.Tensor
-    frozen_steps: int
-    overlap_steps: int
-
-    @classmethod
-    def from_any(cls, value: RealTimeChunking | Mapping[str, Any]) -> RealTimeChunking:
-        """Accept an instance or a mapping with keys prev_actions, frozen_steps, overlap_steps."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, Mapping):
-            missing = {"prev_actions", "frozen_steps", "overlap_steps"} - set(value)
-            if missing:
-                raise ValueError(f"rtc options are missing key(s) {sorted(missing)}; got {sorted(value)}")
-            return cls(
-                prev_actions=torch.as_tensor(value["prev_actions"]),
-                frozen_steps=int(value["frozen_steps"]),
-                overlap_steps=int(value["overlap_steps"]),
-            )
-        raise TypeError(f"rtc must be a RealTimeChunking or a mapping, got {type(value).__name__}")
-
-    def weights(self, horizon: int, device: torch.device) -> torch.Tensor:
-        """Guidance weight per step of the new chunk, float32 `[horizon]`."""
-        if self.frozen_steps < 0 or self.overlap_steps < 0:
-            raise ValueError(
-                f"rtc frozen_steps={self.frozen_steps}, overlap_steps={self.overlap_steps}: expected >= 0"
-            )
-        j = torch.arange(horizon, dtype=torch.float32, device=device)
-        c = 1.0 - (j - self.frozen_steps + 1) / (self.overlap_steps + 1)
-        ramp = c * torch.expm1(c) / math.expm1(1.0)
-        w = torch.where(j < self.frozen_steps, torch.ones_like(j), ramp)
-        w = torch.where(j >= self.frozen_steps + self.overlap_steps, torch.zeros_like(j), w)
-        w[self.prev_actions.shape[1] :] = 0.0
-        return w
+from gr00t.model.rtc import RealTimeChunking, prefix_mask, sample_delays
 
 
 @dataclass
@@ -209,9 +152,18 @@ class FlowMatchingActionHead(nn.Module):
         """Discretised flow time `τ = (t·num_timestep_buckets).long()`, computed in float32."""
         return (t.to(torch.float32) * self.num_timestep_buckets).long()
 
-    def velocity(self, ctx: HeadContext, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        """Predicted velocity `[B, H, A]` (head dtype) at noisy actions `x [B, H, A]`, `timestep long [B]`."""
-        action_features = self.action_encoder(x.to(self.dtype), timestep, ctx.embodiment_id)
+    def velocity(
+        self,
+        ctx: HeadContext,
+        x: torch.Tensor,
+        timestep: torch.Tensor,
+        action_timestep: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted velocity `[B, H, A]` (head dtype) at noisy actions `x [B, H, A]`, `timestep long [B]`
+        (the DiT's AdaLN). `action_timestep long [B, H]` gives the action encoder one bucket per step
+        (RTC: the executed prefix at t = 1); by default every step gets `timestep`."""
+        per_step = timestep if action_timestep is None else action_timestep
+        action_features = self.action_encoder(x.to(self.dtype), per_step, ctx.embodiment_id)
         horizon = action_features.shape[1]
         if self.position_embedding is not None:
             positions = torch.arange(horizon, device=action_features.device)
@@ -243,11 +195,17 @@ class FlowMatchingActionHead(nn.Module):
         action_mask: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         t: torch.Tensor | None = None,
+        rtc_delay: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Flow-matching loss `Σ((pred − v)²·mask) / (Σmask + 1e-6)`.
 
-        `noise [B, H, A]` and `t [B]` are drawn (N(0, I), Beta time) when not given. Returns
-        `loss`, `pred_velocity`, `target_velocity`, `t`, `timestep`.
+        `noise [B, H, A]` and `t [B]` are drawn (N(0, I), Beta time) when not given. Training-time
+        RTC (`rtc_delay long [B]`, drawn from U{0 … rtc_training_max_delay} when that is > 0 and no
+        delay is given): the first d steps of a sample's chunk are its executed prefix, given as clean
+        actions at t = 1 (`gr00t.model.rtc`) and left out of the loss (mask 0); the other steps are
+        the usual flow-matching path. With d = 0 everywhere the loss is the plain one, bit for bit.
+        Returns `loss`, `pred_velocity`, `target_velocity`, `t`, `timestep`, `rtc_delay` (None
+        without RTC).
         """
         b = backbone_features.shape[0]
         self._check_actions("action", action, b)
@@ -276,10 +234,43 @@ class FlowMatchingActionHead(nn.Module):
         x_t = (1.0 - tt) * noise + tt * action
         target = action - noise
         timestep = self.timestep_buckets(t)
-        pred = self.velocity(ctx, x_t, timestep).to(torch.float32)
         mask = action_mask.to(torch.float32)
+        action_timestep = None
+        # Drawn after the flow draw and the state augmentation, so those stay what they are without RTC.
+        rtc_delay = self._training_delays(rtc_delay, b, action.device)
+        if rtc_delay is not None:
+            prefix = prefix_mask(rtc_delay, self.action_horizon)
+            x_t = torch.where(prefix[:, :, None], action, x_t)
+            action_timestep = torch.where(prefix, self.num_timestep_buckets, timestep[:, None])
+            mask = mask * (~prefix)[:, :, None].to(mask.dtype)
+        pred = self.velocity(ctx, x_t, timestep, action_timestep).to(torch.float32)
         loss = ((pred - target) ** 2 * mask).sum() / (mask.sum() + 1e-6)
-        return {"loss": loss, "pred_velocity": pred, "target_velocity": target, "t": t, "timestep": timestep}
+        return {
+            "loss": loss,
+            "pred_velocity": pred,
+            "target_velocity": target,
+            "t": t,
+            "timestep": timestep,
+            "rtc_delay": rtc_delay,
+        }
+
+    def _training_delays(
+        self, rtc_delay: torch.Tensor | None, batch: int, device: torch.device
+    ) -> torch.Tensor | None:
+        """The executed-prefix length per sample: the given one (checked), a draw when
+        `rtc_training_max_delay > 0`, else None (no RTC)."""
+        if rtc_delay is None:
+            k = int(self.config.rtc_training_max_delay)
+            return sample_delays(batch, k, device) if k > 0 else None
+        if tuple(rtc_delay.shape) != (batch,) or rtc_delay.dtype.is_floating_point:
+            raise ValueError(f"rtc_delay: expected an integer tensor [B]=[{batch}], got {rtc_delay!r:.80}")
+        if not torch.compiler.is_compiling() and rtc_delay.device.type == "cpu":
+            lo, hi = int(rtc_delay.min()), int(rtc_delay.max())
+            if lo < 0 or hi >= self.action_horizon:
+                raise ValueError(
+                    f"rtc_delay: expected values in 0..{self.action_horizon - 1}, got {lo}..{hi}"
+                )
+        return rtc_delay.to(device=device, dtype=torch.long)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -315,7 +306,8 @@ class FlowMatchingActionHead(nn.Module):
         For k = 0…N−1: `t = k/N`, `τ = int(t·buckets)`, `x ← x + (1/N)·v(x, τ)`; N = `num_steps` or
         the config's `num_inference_timesteps`. The context (backbone keys/values, state tokens) is
         computed once by `prepare_context`. `noise` (or `generator`) fixes the start. Dropout
-        follows the module's mode: call `.eval()` for deterministic sampling.
+        follows the module's mode: call `.eval()` for deterministic sampling. `rtc` continues a
+        previous chunk, in guidance or prefix mode (`gr00t.model.rtc`).
         """
         n = self.config.num_inference_timesteps if num_steps is None else int(num_steps)
         if n < 1:
@@ -326,23 +318,37 @@ class FlowMatchingActionHead(nn.Module):
             shape = (b, self.action_horizon, self.max_action_dim)
             noise = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
         self._check_actions("noise", noise, b)
-        guide = None if rtc is None else self._rtc_guide(RealTimeChunking.from_any(rtc), b, device)
+        guide = prefix = None
+        if rtc is not None:
+            rtc = RealTimeChunking.from_any(rtc)
+            prev = self._rtc_previous(rtc, b, device)
+            if rtc.resolved_mode(self.config.rtc_training_max_delay) == "prefix":
+                rtc.check_prefix(self.action_horizon, self.config.rtc_training_max_delay)
+                steps = torch.full((b,), rtc.frozen_steps, dtype=torch.long, device=device)
+                prefix = (prev, prefix_mask(steps, self.action_horizon))
+            else:
+                guide = (prev, rtc.weights(self.action_horizon, device)[None, :, None])
         x = noise.to(device=device, dtype=torch.float32)
         dt = 1.0 / n
         for k in range(n):
             t = k / n
             timestep = torch.full((b,), int(t * self.num_timestep_buckets), dtype=torch.long, device=device)
-            v = self.velocity(ctx, x, timestep).to(torch.float32)
+            action_timestep = None
+            if prefix is not None:
+                prev, given = prefix
+                x = torch.where(given[:, :, None], prev, x)
+                action_timestep = torch.where(given, self.num_timestep_buckets, timestep[:, None])
+            v = self.velocity(ctx, x, timestep, action_timestep).to(torch.float32)
             if guide is not None:
                 prev, w = guide
                 v = (1.0 - w) * v + w * (prev - x) / (1.0 - t)
             x = x + dt * v
+        if prefix is not None:
+            x = torch.where(prefix[1][:, :, None], prefix[0], x)
         return x
 
-    def _rtc_guide(
-        self, rtc: RealTimeChunking, b: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(previous chunk zero-padded to the horizon, per-step weight `[1, H, 1]`)."""
+    def _rtc_previous(self, rtc: RealTimeChunking, b: int, device: torch.device) -> torch.Tensor:
+        """The previous chunk, checked and zero-padded to the horizon `[B, H, A]`."""
         prev = rtc.prev_actions.to(device=device, dtype=torch.float32)
         if (
             prev.dim() != 3
@@ -356,7 +362,7 @@ class FlowMatchingActionHead(nn.Module):
             )
         padded = torch.zeros(b, self.action_horizon, self.max_action_dim, device=device)
         padded[:, : prev.shape[1]] = prev
-        return padded, rtc.weights(self.action_horizon, device)[None, :, None]
+        return padded
 
 
 __all__ = ["FlowMatchingActionHead", "HeadContext", "RealTimeChunking"]

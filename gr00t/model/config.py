@@ -108,6 +108,8 @@ class Gr00tN16Config(PretrainedConfig):
         state_additive_noise_scale: float = 0.0,
         use_relative_action: bool = False,
         apply_sincos_state_encoding: bool = False,
+        # ---- training-time real-time chunking (gr00t.model.rtc) -------------------------------
+        rtc_training_max_delay: int = 0,
         **kwargs: Any,
     ) -> None:
         self.backbone_type = backbone_type
@@ -164,6 +166,7 @@ class Gr00tN16Config(PretrainedConfig):
         self.state_additive_noise_scale = state_additive_noise_scale
         self.use_relative_action = use_relative_action
         self.apply_sincos_state_encoding = apply_sincos_state_encoding
+        self.rtc_training_max_delay = rtc_training_max_delay
         super().__init__(**kwargs)
         self.validate()
 
@@ -201,5 +204,11 @@ class Gr00tN16Config(PretrainedConfig):
             )
         if self.num_inference_timesteps < 1:
             raise ValueError(f"num_inference_timesteps={self.num_inference_timesteps}: expected >= 1")
+        k = self.rtc_training_max_delay
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < self.action_horizon:
+            raise ValueError(
+                f"rtc_training_max_delay={k!r}: expected an integer 0..action_horizon-1 "
+                f"({self.action_horizon - 1}); 0 turns training-time RTC off"
+            )
         if self.model_dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"model_dtype={self.model_dtype!r}: expected bfloat16, float16 or float32")

@@ -104,12 +104,18 @@ class MultiEmbodimentActionEncoder(nn.Module):
     def forward(
         self, actions: torch.Tensor, timesteps: torch.Tensor, category_ids: torch.Tensor
     ) -> torch.Tensor:
-        """`actions [B, H, A]`, `timesteps long [B]`, `category_ids [B]` → `[B, H, hidden]`."""
+        """`actions [B, H, A]`, `timesteps long [B]` (or `[B, H]`, one per step), `category_ids [B]`
+        → `[B, H, hidden]`."""
         batch, horizon, _ = actions.shape
-        if timesteps.shape != (batch,):
-            raise ValueError(f"timesteps must have shape [B]=[{batch}], got {tuple(timesteps.shape)}")
+        if timesteps.shape == (batch, horizon):
+            tau = timesteps
+        elif timesteps.shape == (batch,):
+            tau = timesteps.unsqueeze(1).expand(batch, horizon)
+        else:
+            raise ValueError(
+                f"timesteps must have shape [B]=[{batch}] or [B, H]=[{batch}, {horizon}], got {tuple(timesteps.shape)}"
+            )
         a = self.W1(actions, category_ids)
-        tau = timesteps.unsqueeze(1).expand(batch, horizon)
         e = action_timestep_sinusoid(tau, self.hidden_size).to(a.dtype)
         h = swish(self.W2(torch.cat([a, e], dim=-1), category_ids))
         return self.W3(h, category_ids)

@@ -274,10 +274,15 @@ class Gr00tN16Model(PreTrainedModel):
 
     # ------------------------------------------------------------------ training
     def forward(
-        self, batch: Gr00tBatch, noise: torch.Tensor | None = None, t: torch.Tensor | None = None
+        self,
+        batch: Gr00tBatch,
+        noise: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+        rtc_delay: torch.Tensor | None = None,
     ) -> Gr00tN16Output:
-        """Flow-matching loss of a training batch (`batch.head.action` set). `noise [B, H, A]` and
-        `t [B]` fix the flow draw (drawn from the global RNG when not given)."""
+        """Flow-matching loss of a training batch (`batch.head.action` set). `noise [B, H, A]`,
+        `t [B]` and, with training-time RTC, `rtc_delay long [B]` fix the draws (made from the global
+        RNG when not given; see `FlowMatchingActionHead.forward`)."""
         _check_batch(batch)
         head = batch.head
         if head.action is None:
@@ -285,9 +290,15 @@ class Gr00tN16Model(PreTrainedModel):
                 "Gr00tN16Model.forward needs 'action' (a training batch); use get_action for inference"
             )
         with self.compute_autocast(head.state.device.type):
-            return self._loss(batch, noise, t)
+            return self._loss(batch, noise, t, rtc_delay)
 
-    def _loss(self, batch: Gr00tBatch, noise: torch.Tensor | None, t: torch.Tensor | None) -> Gr00tN16Output:
+    def _loss(
+        self,
+        batch: Gr00tBatch,
+        noise: torch.Tensor | None,
+        t: torch.Tensor | None,
+        rtc_delay: torch.Tensor | None,
+    ) -> Gr00tN16Output:
         head = batch.head
         features = self.backbone(batch.backbone)
         out = self.action_head(
@@ -300,6 +311,7 @@ class Gr00tN16Model(PreTrainedModel):
             embodiment_id=head.embodiment_id,
             noise=noise,
             t=t,
+            rtc_delay=rtc_delay,
         )
         return Gr00tN16Output(loss=out["loss"], action_loss=out["loss"].detach())
 

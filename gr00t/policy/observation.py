@@ -5,7 +5,9 @@ Observation, batched::
     {"video": {view: uint8 [B, T_v, H, W, 3]}, "state": {key: float32 [B, T_s, D]},
      "language": {key: [[str], ...]}}          # B lists of one instruction
 
-or unbatched (no B axis; language a str or [str]); the answer then has no B axis either. The flat
+or unbatched (no B axis; language a str or [str]); the answer then has no B axis either. With
+several language channels (`gr00t.data.language`) the first is required, the others optional, and
+the embodiment's rule picks the instruction (deterministically, as in evaluation). The flat
 layout of the reference's simulation wrapper (``"video.<view>"``, ``"state.<key>"``, ``<language key>``:
 list of B strings) is accepted too and answered with ``"action.<key>"`` keys.
 
@@ -37,7 +39,7 @@ class Observation:
 
     video: dict[str, np.ndarray]  # view -> uint8 [B, T, H, W, 3]
     state: dict[str, np.ndarray]  # key -> float32 [B, T, D]
-    language: list[str]  # B instructions
+    language: list[str] | list[dict[str, str]]  # B instructions, or B {channel: text} to combine
     batched: bool  # the caller sent a B axis
     flat: bool  # the caller used the flat "video.<view>" layout
 
@@ -74,7 +76,7 @@ def parse_observation(
     nested, flat = _unflatten(observation, embodiment)
     videos = _section(nested, "video", embodiment.video.keys, embodiment.tag)
     states = _section(nested, "state", embodiment.state.keys, embodiment.tag)
-    languages = _section(nested, "language", embodiment.language.keys, embodiment.tag)
+    languages = _section(nested, "language", embodiment.language.keys[:1], embodiment.tag)
     first = videos[embodiment.video.keys[0]]
     batched = not (isinstance(first, np.ndarray) and first.ndim == 4)
     sizes: dict[str, int] = {}
@@ -84,9 +86,7 @@ def parse_observation(
         k: _state(states[k], f"state[{k!r}]", t_state, state_dims[k], batched, sizes)
         for k in embodiment.state.keys
     }
-    key = embodiment.language.keys[0]
-    language = _language(languages[key], f"language[{key!r}]", batched)
-    sizes[f"language[{key!r}]"] = len(language)
+    language = _languages(languages, embodiment, batched, sizes)
     if len(set(sizes.values())) != 1:
         raise ObservationError(f"batch sizes disagree across the observation: {sizes}")
     if not language:
@@ -173,6 +173,23 @@ def _state(arr: Any, where: str, steps: int, dim: int, batched: bool, sizes: dic
     out = arr if batched else arr[None]
     sizes[where] = out.shape[0]
     return out
+
+
+def _languages(
+    section: Mapping[str, Any], embodiment: EmbodimentConfig, batched: bool, sizes: dict[str, int]
+) -> list[str] | list[dict[str, str]]:
+    """B instructions; with several language channels (`gr00t.data.language`) B ``{key: text}``
+    mappings of the channels sent (the first is required) for the processor to combine."""
+    lang = embodiment.language
+    keys = [k for k in lang.keys if k in section] if lang.mode != "first" else [lang.keys[0]]
+    texts = {}
+    for key in keys:
+        texts[key] = _language(section[key], f"language[{key!r}]", batched)
+        sizes[f"language[{key!r}]"] = len(texts[key])
+    if lang.mode == "first":
+        return texts[keys[0]]
+    rows = len(texts[keys[0]])
+    return [{key: t[b] for key, t in texts.items() if b < len(t)} for b in range(rows)]
 
 
 def _language(value: Any, where: str, batched: bool) -> list[str]:

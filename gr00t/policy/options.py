@@ -3,8 +3,10 @@
 ``seed`` (int) fixes the initial noise, ``denoising_steps`` (int >= 1) the Euler steps, ``rtc``
 (real-time chunking) continues a previous chunk: ``{"prev_actions": {key: [B, H_prev, D]} absolute
 (flat ``"action.<key>"`` keys too), or normalised [B, H_prev, max_action_dim], "frozen_steps": int,
-"overlap_steps": int}``. Absolute chunks are encoded like training targets (relative to the
-observed state where the embodiment says so).
+"overlap_steps": int, "mode": "guidance" | "prefix" (optional)}``. Absolute chunks are encoded like
+training targets (relative to the observed state where the embodiment says so). Without ``mode``,
+a model trained with ``rtc_training_max_delay > 0`` uses ``"prefix"`` (the executed steps given as
+clean actions, as in its training), any other model ``"guidance"`` (`gr00t.model.rtc`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from gr00t.data.state_action import StateActionProcessor
-from gr00t.model.action_head import RealTimeChunking
+from gr00t.model.rtc import RTC_MODES, RealTimeChunking
 from gr00t.policy.observation import Observation
 
 OPTION_KEYS = ("seed", "denoising_steps", "rtc")
@@ -56,6 +58,9 @@ def parse_options(options: Any) -> CallOptions:
         missing = sorted(set(RTC_KEYS) - set(rtc))
         if missing:
             raise ValueError(f"option 'rtc' is missing {missing}")
+        mode = rtc.get("mode")
+        if mode is not None and mode not in RTC_MODES:
+            raise ValueError(f"option 'rtc.mode' must be one of {list(RTC_MODES)}, got {mode!r}")
     return CallOptions(
         seed=None if "seed" not in opts else int(opts["seed"]),
         denoising_steps=None if "denoising_steps" not in opts else int(opts["denoising_steps"]),
@@ -77,6 +82,7 @@ def real_time_chunking(
         prev_actions=torch.from_numpy(prev_arr).to(device),
         frozen_steps=int(rtc["frozen_steps"]),
         overlap_steps=int(rtc["overlap_steps"]),
+        mode=rtc.get("mode"),
     )
 
 

@@ -41,6 +41,7 @@ from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API 
     main_embodiment,
     mixture_embodiments,
     resolve_mixture,
+    sampler_factory,
 )
 from gr00t.train.lifetime import tie_trainer_to_launcher
 from gr00t.train.run_lock import holding_run_dir
@@ -64,6 +65,7 @@ TRAINING_TIME_FIELDS = (
     "dit_dropout",
     "num_inference_timesteps",
     "backbone_attn_implementation",
+    "rtc_training_max_delay",
 )
 
 
@@ -318,7 +320,9 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
     except (ValueError, FileNotFoundError) as exc:
         raise BuildError(str(exc)) from exc
     processor = build_processor(cfg, model.config, embodiments, stats)
-    dataset = build_training_dataset(build_datasets(mixture, embodiments), processor, seed=settings.seed)
+    raw_datasets = build_datasets(mixture, embodiments)
+    dataset = build_training_dataset(raw_datasets, processor, seed=settings.seed)
+    sampler, weighting = sampler_factory(raw_datasets, mixture, embodiments, settings, dataset)
     from gr00t.data.collator import Gr00tCollator
 
     collator = Gr00tCollator(pad_token_id=processor.tokenizer.pad_token_id)
@@ -329,6 +333,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
         **_model_summary(model, model_source),
         "data": mixture.to_dict(),
         "samples_per_dataset": dataset.sizes,
+        **({"intervention_weighting": weighting} if weighting else {}),
         "embodiments": dict(processor.embodiment_id_map()),
         "global_batch_size": global_batch,
         "cpu_threads": threads,
@@ -353,7 +358,7 @@ def _build_and_train(cfg: DictConfig, info: DistInfo, run_dir: Path, log: Any, l
         settings,
         run_dir,
         processor=processor,
-        sampler=_sampler_factory(dataset, mixture, settings),
+        sampler=sampler,
         statistics={tag: {"stats": s, "relative_stats": rel} for tag, (s, rel) in stats.items()},
         embodiment_map=processor.embodiment_id_map(),
         experiment_config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
@@ -393,19 +398,6 @@ def _model_summary(model: Any, source: dict[str, Any]) -> dict[str, Any]:
         },
         "action_horizon": model.config.action_horizon,
     }
-
-
-def _sampler_factory(dataset: Any, mixture: Any, settings: Any) -> Any:
-    """`(rank, world_size) -> sampler` over the mixture's datasets with its weights: the decode-aware
-    `WindowSampler` (default) or a `MixtureSampler`, as ``trainer.dataloader_sampling`` says."""
-    from gr00t.train.loader import make_sampler
-
-    weights = [e.weight for e in mixture.entries] if len(mixture.entries) > 1 else None
-
-    def factory(rank: int, world_size: int) -> Any:
-        return make_sampler(dataset, settings, rank, world_size, weights=weights)
-
-    return factory
 
 
 def _first_missing(path: Path) -> Path | None:

@@ -6,7 +6,8 @@
   `cotrain.mixture` mixes another mixture in with `cotrain.ratio` of the draws;
 * `main_embodiment` / `mixture_embodiments`: the `embodiment` node of the recipe (command-line
   overrides applied) for the main dataset, known configs by name for the others;
-* `ensure_all_stats`: statistics computed once by rank 0, the other ranks wait at a barrier.
+* `ensure_all_stats`: statistics computed once by rank 0, the other ranks wait at a barrier;
+* `sampler_factory`: the run's sampler per rank (mixture weights, intervention up-weighting).
 
 Nothing here imports torch before it is needed (the command line runs these checks first).
 """
@@ -14,7 +15,7 @@ Nothing here imports torch before it is needed (the command line runs these chec
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,49 @@ def ensure_all_stats(
             paths, configs[tag], is_main_process=info.is_main, barrier=barrier, recompute=recompute
         )
     return out
+
+
+def sampler_factory(
+    datasets: Sequence[Any],
+    mixture: Any,
+    embodiments: Mapping[str, Any],
+    settings: Any,
+    training_dataset: Any = None,
+) -> tuple[Any, list[dict[str, Any]]]:
+    """`(rank, world_size) -> sampler` over the mixture's datasets with its weights, and the
+    intervention weighting in force (per weighted dataset; empty: none).
+
+    With a weighting: the `EpisodeWeightedSampler` (random access; not yet decode-aware). Otherwise,
+    given the ``training_dataset`` (a `MixtureDataset` of ``datasets``), the sampler
+    ``trainer.dataloader_sampling`` asks for (`gr00t.train.loader.make_sampler`: the decode-aware
+    `WindowSampler` by default); without it a `MixtureSampler`."""
+    from gr00t.data.intervention import mixture_factors, weighted_sampler_factory
+    from gr00t.data.sampler import MixtureSampler
+
+    weights = [e.weight for e in mixture.entries] if len(mixture.entries) > 1 else None
+    try:
+        factors, summary = mixture_factors(mixture.entries, embodiments, datasets)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from exc
+    if any(factors):
+        batch = settings.per_device_batch_size
+        return weighted_sampler_factory(datasets, weights, factors, settings.seed, batch), summary
+    if training_dataset is not None:
+        from gr00t.train.loader import make_sampler
+
+        def default(rank: int, world_size: int) -> Any:
+            return make_sampler(training_dataset, settings, rank, world_size, weights=weights)
+
+        return default, summary
+
+    def factory(rank: int, world_size: int) -> MixtureSampler:
+        return MixtureSampler(
+            [len(d) for d in datasets],
+            weights=weights,
+            seed=settings.seed,
+            rank=rank,
+            world_size=world_size,
+            round_to=settings.per_device_batch_size * world_size,
+        )
+
+    return factory, summary

@@ -231,7 +231,7 @@ WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
 
 class ResumeMismatchError(ValueError):
-    """The model to train does not have the parameters of the checkpoint it would resume from."""
+    """The run does not match the checkpoint it would resume from (its parameters or data order)."""
 
 
 def checkpoint_tensor_shapes(checkpoint: str | Path) -> dict[str, tuple[int, ...]] | None:

@@ -229,7 +229,10 @@ class Gr00tTrainer(TypedBatchHooks, Trainer):
                 f"{checkpoint / ckpt.DATA_STATE_NAME} is missing: cannot restore the data position of this checkpoint"
             )
         state = {k: v for k, v in state.items() if k not in ("world_size", "global_step")}
-        self.sampler.load_state_dict(state)
+        try:
+            self.sampler.load_state_dict(state)
+        except ValueError as exc:  # another mixture, seed or weighting: a user error, one line
+            raise ckpt.ResumeMismatchError(f"cannot resume from {checkpoint}: {exc}") from exc
         world = max(1, self.args.world_size)
         self.samples_consumed_local = int(state["consumed"]) // world
 

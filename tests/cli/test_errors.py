@@ -162,6 +162,16 @@ def test_eval_errors(cases):
         "gr00t-eval",
         "no such checkpoint folder",
     )
+    ok = (f"data={cases['data']}", "embodiment=new_embodiment", f"checkpoint={cases['ckpt']}")
+    _one_line_error(
+        _guarded("eval", *ok, "latency_steps=16"), "gr00t-eval", "latency_steps=16: expected 0..15"
+    )
+    _one_line_error(
+        _guarded("eval", *ok, "latency_steps=4", "rtc_mode=prefix"),
+        "gr00t-eval",
+        "latency_steps=4 with rtc_mode=prefix: expected 0..0",
+        "use rtc_mode=guidance",
+    )
 
 
 def test_demo_data_errors(tmp_path):

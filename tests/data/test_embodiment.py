@@ -21,6 +21,8 @@ EXPECTED = {
     "libero_panda": ("libero_panda", 2, 16),
     "g1": ("unitree_g1", 8, 30),
     "new_embodiment": ("new_embodiment", 10, 16),
+    # not in SPEC: the demo robot with the sub-task channel of `gr00t-demo-data subtasks=true`
+    "new_embodiment_subtask": ("new_embodiment_subtask", 11, 16),
     "robocasa_panda_omron": ("robocasa_panda_omron", 13, 16),
     "oxe_droid": ("oxe_droid", 16, 32),
     "gr1": ("gr1", 20, 16),

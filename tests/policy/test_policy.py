@@ -225,6 +225,21 @@ def test_rtc_fully_frozen_chunk_reproduces_previous(policy):
         policy.get_action(obs, {"rtc": {"prev_actions": prev}})
 
 
+def test_rtc_mode_option(policy):
+    """`rtc.mode` picks guidance or prefix; a model trained without RTC defaults to guidance and
+    refuses the prefix mode it never learned."""
+    obs = make_obs(1)
+    prev = policy.get_action(obs, {"seed": 5})
+    rtc = {"prev_actions": prev, "frozen_steps": 3, "overlap_steps": 4}
+    auto = policy.get_action(obs, {"seed": 1, "rtc": rtc})
+    guided = policy.get_action(obs, {"seed": 1, "rtc": {**rtc, "mode": "guidance"}})
+    np.testing.assert_array_equal(auto["arm"], guided["arm"])
+    with pytest.raises(ValueError, match="rtc_training_max_delay > 0"):
+        policy.get_action(obs, {"rtc": {**rtc, "mode": "prefix"}})
+    with pytest.raises(ValueError, match="'rtc.mode' must be one of"):
+        policy.get_action(obs, {"rtc": {**rtc, "mode": "soft"}})
+
+
 def test_modality_config_is_plain_reference_shaped(policy):
     cfg = policy.get_modality_config()
     assert json.loads(json.dumps(cfg)) == cfg

@@ -237,6 +237,25 @@ def test_base_fields_change_only_where_the_recipe_or_command_line_set_them(tmp_p
     assert "model.state_dropout_prob=0.7 overrides the checkpoint's 0.3" in caplog.text
 
 
+def test_rtc_training_delay_changes_at_finetune_time(tmp_path, caplog):
+    from gr00t.model.gr00t_n16 import Gr00tN16Model
+    from gr00t.model.presets import load_preset
+
+    base = tmp_path / "ck"
+    Gr00tN16Model(load_preset("n16_tiny", rtc_training_max_delay=4)).save_pretrained(base)
+    model, _ = build.build_model(_cfg("data=x", "model=n16_tiny", f"base={base}"))
+    assert model.config.rtc_training_max_delay == 4  # kept from the checkpoint's config.json
+    with caplog.at_level("INFO", logger="gr00t.train.build"):
+        model, source = build.build_model(
+            _cfg("data=x", "model=n16_tiny", f"base={base}", "model.rtc_training_max_delay=2")
+        )
+    assert model.config.rtc_training_max_delay == 2
+    assert source["overrides"]["rtc_training_max_delay"] == {"checkpoint": 4, "run": 2}
+    assert "model.rtc_training_max_delay=2 overrides the checkpoint's 4" in caplog.text
+    model.save_pretrained(tmp_path / "out")
+    assert '"rtc_training_max_delay": 2' in (tmp_path / "out" / "config.json").read_text()
+
+
 def test_full_size_model_without_base_warns_first(monkeypatch, caplog):
     assert "RANDOM weights" in build.random_weights_warning(_cfg("data=x"))
     assert "RANDOM weights" in build.random_weights_warning(_cfg("data=x", "model=n16_release"))

@@ -45,6 +45,8 @@ class EpisodeRecord:
     tasks: list[str] = field(default_factory=list)
     # Format-specific locations (data file, video files, time offsets).
     extra: dict = field(default_factory=dict)
+    # The episode's own metadata fields beyond the layout (e.g. a recorder's `is_intervention`).
+    fields: dict = field(default_factory=dict)
 
 
 def read_json(path: Path) -> dict:

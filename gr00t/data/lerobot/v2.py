@@ -45,6 +45,7 @@ class LeRobotV2Reader(LeRobotReader):
                     int(row["episode_index"]),
                     int(row["length"]),
                     task_strings(tasks),
+                    fields={k: v for k, v in row.items() if k not in ("episode_index", "length", "tasks")},
                 )
             )
         return records

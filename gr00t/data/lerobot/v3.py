@@ -98,11 +98,17 @@ class LeRobotV3Reader(LeRobotReader):
             "videos": videos,
             "source": str(source),
         }
+        layout = ("videos/", "data/", "meta/", "stats/", "dataset_from_index", "dataset_to_index")
         rec = EpisodeRecord(
             int(row["episode_index"]),
             int(row["length"]),
             task_strings(tasks),
             extra,
+            fields={
+                k: v
+                for k, v in row.items()
+                if k not in ("episode_index", "length", "tasks") and not k.startswith(layout)
+            },
         )
         if extra["from_index"] is not None and extra["to_index"] is not None:
             if extra["to_index"] - extra["from_index"] != rec.length:
