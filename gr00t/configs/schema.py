@@ -51,6 +51,11 @@ class ResizeBackend(str, enum.Enum):
     pil = "pil"
 
 
+class PixelTransport(str, enum.Enum):
+    uint8 = "uint8"
+    float32 = "float32"
+
+
 @dataclass
 class ModelConfig:
     """``model``: the fields of `gr00t.model.config.Gr00tN16Config` with its defaults (SPEC §1.1),
@@ -138,6 +143,9 @@ class VlmConfig:
     max_pixels: int | None = None
     # torch (default; within 2 grey levels of PIL) | pil (bit-exact reference Eagle resize)
     resize_backend: ResizeBackend | None = None
+    # uint8: DataLoader workers ship raw patches (4x fewer bytes), the trainer normalises them on the
+    # device, bit for bit the float32 values (gr00t.train.loader.finish_pixel_values) | float32
+    pixel_transport: PixelTransport = PixelTransport.uint8
 
 
 @dataclass

@@ -5,15 +5,19 @@ A sample is one step ``t`` of one episode with its windows: video and state at `
 actions at ``t + action delta`` (``t … t+H−1``). Valid steps are those whose action window lies in
 the episode: ``0 … len − H`` for the usual ``range(H)``. Samples are numbered episode by episode.
 
-Memory: only the frames a sample needs are decoded, through the reader (`decode_frames` /
-`decode_segment`), so cameras may be mp4 videos (decoders cached per worker process) or LeRobot
-image features stored in the parquet rows; numeric columns are read per episode (a few KB–MB)
-and kept in a small per-process LRU cache. Nothing scales with the length of an episode's video.
+Memory: only the frames a sample needs are decoded, through the reader (`decode_frames`), so
+cameras may be mp4 videos (decoders cached per worker process) or LeRobot image features stored in
+the parquet rows; numeric columns are read per episode (a few KB–MB) and kept in a small
+per-process LRU cache. Nothing scales with the length of an episode's video.
+
+Two ways to read: ``dataset[i]`` decodes one sample (random access, one seek per camera), and
+`Gr00tDataset.window` decodes the frames of several consecutive steps in one sorted pass (the
+decode-aware training stream, `gr00t.data.window_stream`). `Gr00tDataset.chunks` cuts the valid
+steps into the runs that stream reads, starting on keyframes: it learns the videos' keyframe
+spacing from the container index of the first episode (`video.keyframe_grid`, nothing decoded).
 
 `MixtureDataset` concatenates datasets (global index = offset + local index, as the
 `MixtureSampler` expects) and optionally applies a processor in the worker.
-
-Segment mode (`gr00t.data.segment_stream.SegmentStream`) trades random access for sequential decoding.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from gr00t.data.embodiment import EmbodimentConfig, load_embodiment
 from gr00t.data.sampler import sample_rng
 
 EPISODE_CACHE_BYTES = 64 * 2**20  # numeric columns of recently used episodes, per process
+MIN_CHUNK_STEPS = 64  # shortest run of steps `chunks` cuts (rounded up to the keyframe spacing)
 
 
 @dataclass
@@ -83,6 +88,10 @@ class Gr00tDataset(Dataset):
         self.fps = float(self.reader.fps)
         self._check_keys()
         all_eps = list(self.reader.episode_indices)
+        if not all_eps:
+            raise ValueError(
+                f"{self.root}: the dataset has 0 episodes (meta/ lists none); nothing to train on"
+            )
         if episodes is not None:
             missing = sorted(set(episodes) - set(all_eps))
             if missing:
@@ -103,12 +112,14 @@ class Gr00tDataset(Dataset):
                 counts.append(n)
         if not counts:
             raise ValueError(
-                f"{self.root}: no episode is long enough for embodiment {emb.tag!r} "
-                f"(action window {emb.action.delta_indices[0]}..{emb.action.delta_indices[-1]})"
+                f"{self.root}: none of its {len(all_eps)} episodes is long enough for embodiment {emb.tag!r} "
+                f"(action window {emb.action.delta_indices[0]}..{emb.action.delta_indices[-1]}, longest episode "
+                f"{max(int(self.reader.episode_length(e)) for e in all_eps)} frames)"
             )
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._cache: OrderedDict[tuple[int, int], _Episode] = OrderedDict()
         self._cache_bytes = 0
+        self._keyframes: tuple[int, int] | None = None
 
     # ---- index bookkeeping ----------------------------------------------------------------------
     def num_valid_steps(self, length: int) -> int:
@@ -229,29 +240,94 @@ class Gr00tDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.sample(*self.locate(int(index)))
 
-    # ---- segment access (sequential decoding) ----------------------------------------------------
-    def segment(self, episode: int, first_step: int, num_steps: int) -> list[dict[str, Any]]:
-        """Raw samples of steps ``first_step … first_step+num_steps−1`` of an episode, decoding each view's
-        needed frames with one seek and a sequential read."""
+    # ---- windows (decode-aware access) ------------------------------------------------------------
+    def window(self, episode: int, first_step: int, num_steps: int, slot: int = 0) -> list[dict[str, Any]]:
+        """Raw samples of steps ``first_step … first_step+num_steps−1`` of an episode, equal to
+        ``sample(episode, step)`` each; every camera's needed frames are decoded in one sorted pass by
+        decoder ``slot`` of its file, which stays positioned for the window that follows."""
         ep = self._episode(episode)
         emb = self.embodiment
-        vd = np.asarray(emb.video.delta_indices)
-        lo = int(np.clip(first_step + vd.min(), 0, ep.length - 1))
-        hi = int(np.clip(first_step + num_steps - 1 + vd.max(), 0, ep.length - 1))
+        rows = np.clip(
+            np.arange(first_step, first_step + num_steps)[:, None] + np.asarray(emb.video.delta_indices),
+            0,
+            ep.length - 1,
+        )
+        needed, where = np.unique(rows, return_inverse=True)
+        where = where.reshape(rows.shape)
         frames = {}
         if self.load_video:
             for view in emb.video.keys:
                 original = _video_key(self.modality, view)
-                frames[view] = self.reader.decode_segment(
-                    ep.index, original, lo, hi + 1, backend=self.video_backend
+                frames[view] = self.reader.decode_frames(
+                    ep.index, original, needed, backend=self.video_backend, slot=slot
                 )
         out = []
-        for step in range(first_step, first_step + num_steps):
-            s = self.sample(episode, step, with_video=False)
-            rows = np.clip(step + vd, 0, ep.length - 1) - lo
-            s["video"] = {view: f[rows] for view, f in frames.items()}
+        for k in range(num_steps):
+            s = self.sample(episode, first_step + k, with_video=False)
+            lo = int(where[k, 0])
+            if np.array_equal(where[k], np.arange(lo, lo + where.shape[1])):  # consecutive rows: views
+                s["video"] = {view: f[lo : lo + where.shape[1]] for view, f in frames.items()}
+            else:
+                s["video"] = {view: f[where[k]] for view, f in frames.items()}
             out.append(s)
         return out
+
+    def keyframe_layout(self) -> tuple[int, int]:
+        """`(spacing, first)` of the cameras' keyframes, from the first episode's container index:
+        the largest spacing over the cameras and the first camera's grid (`LeRobotReader.keyframe_layout`).
+        ``(1, 0)`` without video."""
+        if self._keyframes is None:
+            spacing, first = 1, 0
+            if self.load_video and self.embodiment.video.keys:
+                ep = self.episode_indices[0]
+                layouts = [
+                    self.reader.keyframe_layout(ep, _video_key(self.modality, v), backend=self.video_backend)
+                    for v in self.embodiment.video.keys
+                ]
+                spacing, first = max(s for s, _ in layouts), layouts[0][1]
+            self._keyframes = (spacing, first)
+        return self._keyframes
+
+    def chunks(self, min_steps: int = MIN_CHUNK_STEPS) -> np.ndarray:
+        """The valid steps cut into runs for decode-aware reading: int64 ``[n, 4]`` rows of
+        ``(episode, first step, steps, sample index of the first step)``, covering every sample once.
+
+        Runs are ``min_steps`` rounded up to a multiple of the keyframe spacing ``g`` and cut where the
+        first frame a step needs falls on the keyframe grid, so reading a run from its start never decodes
+        frames before it. The grid is the first episode's, shifted by each episode's start inside its
+        file (LeRobot v3 files hold many episodes); a video that breaks the pattern only costs time.
+        """
+        spacing, first = self.keyframe_layout()
+        length = spacing * -(-max(1, int(min_steps)) // spacing)
+        lead = min(self.embodiment.video.delta_indices) if self.embodiment.video.keys else 0
+        rows = []
+        for pos, (ep, ep_len) in enumerate(zip(self.episode_indices, self.episode_lengths)):
+            lo, n = self.first_valid_step(), self.num_valid_steps(ep_len)
+            phase = (first + self._episode_shift(ep)) % spacing
+            cuts = np.arange(phase - lead, lo + n, length)
+            starts = np.unique(np.concatenate([[lo], cuts[(cuts > lo) & (cuts < lo + n)]]))
+            ends = np.append(starts[1:], lo + n)
+            index = int(self._starts[pos]) + starts - lo
+            rows.append(np.column_stack([np.full(len(starts), ep), starts, ends - starts, index]))
+        return np.concatenate(rows).astype(np.int64)
+
+    def _episode_shift(self, episode: int) -> int:
+        """Frames between the first episode's and this episode's start inside their mp4 files."""
+        if not (self.load_video and self.embodiment.video.keys):
+            return 0
+        key = _video_key(self.modality, self.embodiment.video.keys[0])
+        if key not in self.reader.video_keys:
+            return 0
+        first = self.reader.video_location(self.episode_indices[0], key)[1]
+        return round((float(first) - float(self.reader.video_location(episode, key)[1])) * self.fps)
+
+    def video_file(self, episode: int) -> str:
+        """Identifies the mp4 file of the episode's first camera (episodes sharing a file share it)."""
+        keys = self.embodiment.video.keys
+        key = _video_key(self.modality, keys[0]) if keys else None
+        if key is None or key not in self.reader.video_keys:
+            return f"episode-{episode}"
+        return str(self.reader.video_location(episode, key)[0])
 
 
 class MixtureDataset(Dataset):

@@ -167,6 +167,8 @@ class MixtureSampler(Sampler[int]):
         shuffle: ``False`` gives the natural order (datasets interleaved by allocation, no shuffle).
     """
 
+    sampling = "random"
+
     def __init__(
         self,
         sizes: Sequence[int],
@@ -270,6 +272,7 @@ class MixtureSampler(Sampler[int]):
         if consumed is not None:
             self.consumed = int(consumed)
         return {
+            "sampling": self.sampling,
             "consumed": self.consumed,
             "seed": self.seed,
             "epoch_length": self.epoch_length,
@@ -280,6 +283,11 @@ class MixtureSampler(Sampler[int]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue right after the last consumed draw of ``state``."""
+        if state.get("sampling", self.sampling) != self.sampling:
+            raise ValueError(
+                f"the checkpoint's data position was saved with {state['sampling']!r} sampling; this run uses "
+                f"{self.sampling!r}: set trainer.dataloader_sampling={state['sampling']} to resume it"
+            )
         for key in ("sizes", "seed", "shuffle", "epoch_length", "counts"):
             mine = getattr(self, key)
             theirs = state.get(key)

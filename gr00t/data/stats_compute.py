@@ -266,7 +266,7 @@ def compute_stats(
             chunks = actions[starts[:, None] + action_deltas[None, :]]  # [N, H, D]
             rel_acc[g.key].add(to_relative(chunks, states[starts + state_last], g))
     if n_episodes == 0:
-        raise StatsError(f"{root}: the dataset has no episodes")
+        raise StatsError(f"{root}: the dataset has 0 episodes; nothing to compute statistics from")
     column_stats = {c: acc.result() for c, acc in col_acc.items()}
     relative: dict[str, Stats] = {}
     for g in rel_groups:

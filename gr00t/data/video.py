@@ -2,8 +2,17 @@
 
 Timestamps are matched to the nearest decoded frame and rejected when that frame is more than
 `tolerance_s` away, so a sample never silently receives the wrong frame. Decoders are kept open
-in a small per-process LRU cache keyed by (pid, thread, backend, path): after a DataLoader fork
-every worker opens its own decoders instead of sharing FFmpeg state with its parent.
+in a per-process LRU cache keyed by (pid, thread, backend, path, slot): after a DataLoader fork
+every worker opens its own decoders instead of sharing FFmpeg state with its parent, and callers
+that read one file at several places at once (the decode-aware loader's lanes) give each place
+its own ``slot`` so every decoder keeps moving forward.
+
+A request at or after the frames a decoder last returned continues decoding from there (torchcodec
+does this itself inside a GOP; the PyAV backend keeps its demuxer running), so reading a video window
+after window costs one keyframe seek, not one per window. `keyframe_indices` reads a file's keyframe
+positions from the container index without decoding. `set_ffmpeg_threads` sets the FFmpeg decode
+threads of decoders opened afterwards in this process (1 by default: DataLoader workers scale by
+processes, not threads).
 """
 
 from __future__ import annotations
@@ -16,17 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from gr00t.data.video_backends import (  # noqa: F401  (re-exported)
+    BACKEND_CLASSES,
+    DECODER_STATE,
+    VideoDecodeError,
+    VideoOpenError,
+)
+
 BACKENDS = ("torchcodec", "pyav")
 DEFAULT_TOLERANCE_S = 1e-4
 DEFAULT_CACHE_SIZE = 16
-
-
-class VideoDecodeError(RuntimeError):
-    """A video could not be opened or the requested frames could not be decoded."""
-
-
-class VideoOpenError(VideoDecodeError):
-    """A video file is missing or could not be opened (bad container, unsupported codec)."""
 
 
 def torchcodec_available() -> bool:
@@ -51,133 +59,6 @@ def _where(path: Path, context: str) -> str:
     return f"{path}" + (f" ({context})" if context else "")
 
 
-# ----------------------------------------------------------------------------- backends
-class _TorchcodecVideo:
-    name = "torchcodec"
-
-    def __init__(self, path: Path):
-        from torchcodec.decoders import VideoDecoder
-
-        self.decoder = VideoDecoder(str(path), dimension_order="NHWC", seek_mode="exact", device="cpu")
-        meta = self.decoder.metadata
-        self.fps = float(meta.average_fps)
-        self.begin = float(meta.begin_stream_seconds or 0.0)
-        self.end = float(meta.end_stream_seconds)
-        self.num_frames = int(meta.num_frames)
-
-    def nearest(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # A frame is "played at" s when pts <= s < next pts: shifting by half a frame gives
-        # the nearest frame, robust to float32 timestamps landing just below a frame's pts.
-        half = 0.5 / self.fps
-        query = np.clip(timestamps + half, self.begin, np.nextafter(self.end, -np.inf))
-        batch = self.decoder.get_frames_played_at(seconds=query.tolist())
-        return batch.data.numpy(), batch.pts_seconds.numpy().astype(np.float64)
-
-    def segment(self, start_s: float, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-        # "Played in [a, b)" includes a frame still on screen at a: start a quarter frame late
-        # so the frame before the nearest one is excluded.
-        start = min(max(start_s + 0.25 / self.fps, self.begin), np.nextafter(self.end, -np.inf))
-        stop = min(max(start_s + (num_frames - 0.5) / self.fps, start), self.end)
-        batch = self.decoder.get_frames_played_in_range(start, stop)
-        return batch.data.numpy(), batch.pts_seconds.numpy().astype(np.float64)
-
-    def close(self) -> None:
-        self.decoder = None
-
-
-class _PyAVVideo:
-    name = "pyav"
-    # Requests further apart than this re-seek instead of decoding everything in between.
-    reseek_gap_s = 1.0
-
-    def __init__(self, path: Path):
-        import av
-
-        self.container = av.open(str(path))
-        if not self.container.streams.video:
-            self.container.close()
-            raise VideoDecodeError("file has no video stream")
-        self.stream = self.container.streams.video[0]
-        self.time_base = float(self.stream.time_base)
-        rate = self.stream.average_rate or self.stream.guessed_rate
-        self.fps = float(rate) if rate else 30.0
-
-    def _seek(self, t: float) -> None:
-        self.container.seek(
-            max(int(t / self.time_base), 0), stream=self.stream, backward=True, any_frame=False
-        )
-
-    def _frames_from(self, t: float):
-        self._seek(t)
-        for frame in self.container.decode(self.stream):
-            if frame.pts is None:
-                continue
-            yield frame.pts * self.time_base, frame
-
-    def nearest(self, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(timestamps, kind="stable")
-        sorted_ts = timestamps[order]
-        out: list = [None] * len(timestamps)
-        pts = np.full(len(timestamps), np.nan)
-        i = 0
-
-        def assign(ft, frame):
-            nonlocal i
-            image = frame.to_ndarray(format="rgb24")
-            out[order[i]], pts[order[i]] = image, ft
-            i += 1
-            # Consecutive identical requests share the frame.
-            while i < len(order) and sorted_ts[i] == sorted_ts[i - 1]:
-                out[order[i]], pts[order[i]] = image, ft
-                i += 1
-
-        while i < len(order):
-            prev = None
-            reseek = False
-            start_i = i
-            for ft, frame in self._frames_from(float(sorted_ts[i]) - 0.5 / self.fps):
-                # Requests at or before the midpoint of prev and this frame are nearest to prev.
-                while i < len(order) and (
-                    (prev is not None and sorted_ts[i] <= 0.5 * (prev[0] + ft))
-                    or (prev is None and sorted_ts[i] <= ft)
-                ):
-                    assign(*(prev if prev is not None else (ft, frame)))
-                if i == len(order):
-                    break
-                if i > start_i and sorted_ts[i] - ft > self.reseek_gap_s:
-                    reseek = True
-                    break
-                prev = (ft, frame)
-            if reseek:
-                continue
-            if i < len(order):
-                if prev is None:
-                    raise VideoDecodeError(f"no frame decodable at or after t={sorted_ts[i]:.4f}s")
-                while i < len(order):  # stream ended: the last frame is the nearest
-                    assign(*prev)
-        return np.stack(out), pts
-
-    def segment(self, start_s: float, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
-        half = 0.5 / self.fps
-        frames, pts = [], []
-        for ft, frame in self._frames_from(start_s - half):
-            if ft < start_s - half:
-                continue
-            frames.append(frame.to_ndarray(format="rgb24"))
-            pts.append(ft)
-            if len(frames) == num_frames:
-                break
-        if not frames:
-            return np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0)
-        return np.stack(frames), np.asarray(pts, dtype=np.float64)
-
-    def close(self) -> None:
-        self.container.close()
-
-
-_BACKEND_CLASSES = {"torchcodec": _TorchcodecVideo, "pyav": _PyAVVideo}
-
-
 # ----------------------------------------------------------------------------- cache
 class _DecoderCache:
     def __init__(self, capacity: int):
@@ -186,13 +67,13 @@ class _DecoderCache:
         self.lock = threading.Lock()
         self.pid = os.getpid()
 
-    def get(self, backend: str, path: Path, context: str):
+    def get(self, backend: str, path: Path, context: str, slot: int = 0):
         with self.lock:
             if self.pid != os.getpid():
                 # Forked child: the parent's FFmpeg contexts are not ours to use (or close).
                 self.entries = OrderedDict()
                 self.pid = os.getpid()
-            key = (os.getpid(), threading.get_ident(), backend, str(path))
+            key = (os.getpid(), threading.get_ident(), backend, str(path), slot)
             video = self.entries.get(key)
             if video is not None:
                 self.entries.move_to_end(key)
@@ -206,9 +87,9 @@ class _DecoderCache:
                     old.close()  # another thread's decoder may be in use: let GC close it
         return video
 
-    def drop(self, backend: str, path: Path) -> None:
+    def drop(self, backend: str, path: Path, slot: int = 0) -> None:
         with self.lock:
-            key = (os.getpid(), threading.get_ident(), backend, str(path))
+            key = (os.getpid(), threading.get_ident(), backend, str(path), slot)
             video = self.entries.pop(key, None)
         if video is not None:
             video.close()
@@ -241,6 +122,18 @@ def set_decoder_cache_size(capacity: int) -> None:
     _CACHE.capacity = capacity
 
 
+def set_ffmpeg_threads(threads: int) -> None:
+    """FFmpeg decode threads of every decoder this process opens from now on (default 1)."""
+    if int(threads) < 1:
+        raise ValueError(f"FFmpeg thread count must be >= 1, got {threads}")
+    DECODER_STATE["ffmpeg_threads"] = int(threads)
+
+
+def pyav_decoded_frames() -> int:
+    """Frames the PyAV backend has decoded in this process so far (what seeking really costs)."""
+    return DECODER_STATE["pyav_decoded"]
+
+
 def cached_decoder_count() -> int:
     """Number of decoders currently open in this process (for tests and diagnostics)."""
     return len(_CACHE.entries) if _CACHE.pid == os.getpid() else 0
@@ -250,7 +143,7 @@ def _open(backend: str, path: Path, context: str):
     if not path.is_file():
         raise VideoOpenError(f"video file not found: {_where(path, context)}")
     try:
-        return _BACKEND_CLASSES[backend](path)
+        return BACKEND_CLASSES[backend](path)
     except Exception as err:  # noqa: BLE001 - FFmpeg errors come in many types
         raise VideoOpenError(
             f"cannot open video {_where(path, context)} with {backend} (truncated or not a video?): "
@@ -258,7 +151,7 @@ def _open(backend: str, path: Path, context: str):
         ) from err
 
 
-def _with_backend(path, backend: str, context: str, fn):
+def _with_backend(path, backend: str, context: str, fn, slot: int = 0):
     """Run fn(video) with a cached decoder; 'auto' falls back to PyAV when torchcodec cannot open the file."""
     path = Path(path)
     names = [resolve_backend(backend)]
@@ -267,7 +160,7 @@ def _with_backend(path, backend: str, context: str, fn):
     open_errors = []
     for name in names:
         try:
-            video = _CACHE.get(name, path, context)
+            video = _CACHE.get(name, path, context, slot)
         except VideoOpenError as err:
             open_errors.append(err)
             continue
@@ -278,7 +171,7 @@ def _with_backend(path, backend: str, context: str, fn):
                 raise
             raise VideoDecodeError(f"{_where(path, context)} ({name}): {err}") from err
         except Exception as err:  # noqa: BLE001
-            _CACHE.drop(name, path)
+            _CACHE.drop(name, path, slot)
             raise VideoDecodeError(
                 f"decoding {_where(path, context)} with {name} failed (truncated or corrupt video?): "
                 f"{type(err).__name__}: {err}"
@@ -295,11 +188,14 @@ def decode_frames(
     backend: str = "auto",
     tolerance_s: float = DEFAULT_TOLERANCE_S,
     context: str = "",
+    slot: int = 0,
 ) -> np.ndarray:
     """Decode the frames shown at `timestamps` (seconds, in the file's time) → uint8 [T, H, W, 3].
 
     Each timestamp is matched to the nearest frame; a frame further than `tolerance_s` away
     raises `VideoDecodeError` naming the file and `context` (e.g. "episode 3, observation.images.front").
+    The frames are decoded in one pass in time order; ``slot`` picks which of the process's decoders
+    of this file reads them (each keeps its position for the next request).
     """
     path = Path(path)
     ts = np.atleast_1d(np.asarray(timestamps, dtype=np.float64))
@@ -313,7 +209,7 @@ def decode_frames(
         _check_pts(path, context, ts, pts, tolerance_s)
         return frames
 
-    return _with_backend(path, backend, context, run)
+    return _with_backend(path, backend, context, run, slot)
 
 
 def decode_segment(
@@ -345,6 +241,27 @@ def decode_segment(
         return frames
 
     return _with_backend(path, backend, context, run)
+
+
+def keyframe_indices(path: str | Path, backend: str = "auto") -> np.ndarray:
+    """Frame numbers (presentation order, from 0) of the file's keyframes, read from the container
+    index (torchcodec's scan at open, or PyAV's packets) without decoding any frame."""
+    return _with_backend(Path(path), backend, "", lambda video: video.keyframes()[0])
+
+
+def keyframe_grid(path: str | Path, start_frame: int = 0, backend: str = "auto") -> tuple[int, int]:
+    """`(spacing, first)`: how far apart the file's keyframes are, seen from a clip that starts at
+    frame ``start_frame`` of the file (a LeRobot episode).
+
+    ``spacing`` is the largest gap between consecutive keyframes (the frame count when the file has
+    one keyframe): decoding a frame never costs more than that many frames. ``first`` is the clip
+    frame, in ``[0, spacing)``, on the grid of the first keyframe plus multiples of ``spacing``: with
+    a fixed GOP, clip frames ``first + k·spacing`` are keyframes. Nothing is decoded.
+    """
+    keys, count = _with_backend(Path(path), backend, "", lambda video: video.keyframes())
+    spacing = int(np.diff(keys).max()) if len(keys) >= 2 else max(int(count), 1)
+    anchor = int(keys[0]) if len(keys) else 0
+    return spacing, (anchor - int(start_frame)) % spacing
 
 
 def video_info(path: str | Path, backend: str = "auto") -> dict:

@@ -152,7 +152,7 @@ def _build_parts(cfg: DictConfig, info: DistInfo, mixture: Any, embodiments: Any
     heldout = hold_out(cfg, mixture, embodiments)
     raw_datasets = build_datasets(mixture, embodiments, heldout.train)
     dataset = build_training_dataset(raw_datasets, processor, seed=seed)
-    sampler, weighting = sampler_factory(raw_datasets, mixture, embodiments, settings)
+    sampler, weighting = sampler_factory(raw_datasets, mixture, embodiments, settings, dataset)
     eval_dataset = build_validation_dataset(mixture, embodiments, heldout, processor, seed)
     return _Parts(model, source, processor, dataset, eval_dataset, heldout, stats, sampler, weighting)
 

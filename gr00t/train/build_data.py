@@ -211,10 +211,19 @@ def ensure_all_stats(
 
 
 def sampler_factory(
-    datasets: Sequence[Any], mixture: Any, embodiments: Mapping[str, Any], settings: Any
+    datasets: Sequence[Any],
+    mixture: Any,
+    embodiments: Mapping[str, Any],
+    settings: Any,
+    training_dataset: Any = None,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """`(rank, world_size) -> sampler` over the mixture's datasets with its weights, and the
-    intervention weighting in force (per weighted dataset; empty: plain `MixtureSampler`)."""
+    intervention weighting in force (per weighted dataset; empty: none).
+
+    With a weighting: the `EpisodeWeightedSampler` (random access; not yet decode-aware). Otherwise,
+    given the ``training_dataset`` (a `MixtureDataset` of ``datasets``), the sampler
+    ``trainer.dataloader_sampling`` asks for (`gr00t.train.loader.make_sampler`: the decode-aware
+    `WindowSampler` by default); without it a `MixtureSampler`."""
     from gr00t.data.intervention import mixture_factors, weighted_sampler_factory
     from gr00t.data.sampler import MixtureSampler
 
@@ -226,6 +235,13 @@ def sampler_factory(
     if any(factors):
         batch = settings.per_device_batch_size
         return weighted_sampler_factory(datasets, weights, factors, settings.seed, batch), summary
+    if training_dataset is not None:
+        from gr00t.train.loader import make_sampler
+
+        def default(rank: int, world_size: int) -> Any:
+            return make_sampler(training_dataset, settings, rank, world_size, weights=weights)
+
+        return default, summary
 
     def factory(rank: int, world_size: int) -> MixtureSampler:
         return MixtureSampler(

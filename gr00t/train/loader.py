@@ -1,24 +1,65 @@
-"""The training DataLoader: a resumable, rank-sharded sampler chained over epochs.
+"""The training DataLoader over a resumable, rank-sharded sampler.
+
+Two orders (``trainer.dataloader_sampling``):
+
+* ``windows`` (default): the decode-aware `WindowSampler` drives a `WindowStream` (an
+  ``IterableDataset``): each worker reads episode chunks forward, window by window, and mixes the
+  windows of ``dataloader_lanes`` chunks in every batch, so long-GOP video never pays a keyframe
+  seek per sample;
+* ``random``: a `MixtureSampler` chained over epochs (`EndlessSampler`) hands out single samples,
+  each decoded with its own seek.
 
 The data position is the sampler's state (global draws consumed), not a count of batches to skip:
-the sampler is already sharded per rank (accelerate must not re-shard it) and starts each
-``__iter__`` where it stopped. The DataLoader has its own seeded generator, so creating iterators
-never touches the global RNG. Sample transforms running in dataloader workers must be seeded per
-sample for augmentations to be resume-exact.
+the sampler is already sharded per rank (accelerate must not re-shard it) and starts where it
+stopped. The DataLoader has its own seeded generator, so creating iterators never touches the
+global RNG. Per-sample augmentation is keyed by the sampler's draw, so it is resume-exact. Every
+worker starts with `worker_init`: torch and FFmpeg use ``dataloader_worker_threads`` threads each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gr00t.model.batch import Gr00tBatch
-from gr00t.train.preemption import configure_worker_signals, signals_blocked
-from gr00t.train.settings import TrainingSettings
+
+if TYPE_CHECKING:  # a spawned worker imports this module for worker_init: keep it light
+    from gr00t.train.settings import TrainingSettings
+
+
+def finish_pixel_values(batch: Any, dtype: torch.dtype | None = None) -> Any:
+    """Finish a `Gr00tBatch` whose ``pixel_values`` came as uint8 (``vlm.pixel_transport=uint8``, the
+    training default) on whatever device it now is: float32 ``(u8 − 127.5) / 127.5`` (the processor's own
+    normalisation), Eagle padding kept at 0, so the model sees the float transport's values bit for bit;
+    then ``dtype`` if given (what float inputs get, e.g. DeepSpeed's). Anything else is returned as is."""
+    backbone = batch.backbone if isinstance(batch, Gr00tBatch) else None
+    values = getattr(backbone, "pixel_values", None)
+    if not isinstance(values, torch.Tensor) or values.dtype != torch.uint8:
+        return batch
+    out = values.float().sub_(127.5).div_(127.5)
+    mask = getattr(backbone, "pixel_attention_mask", None)
+    if mask is not None and not bool(mask.all()):
+        out.masked_fill_(~mask[..., None].bool(), 0.0)
+    if dtype is not None:
+        out = out.to(dtype)
+    return dataclasses.replace(batch, backbone=dataclasses.replace(backbone, pixel_values=out))
+
+
+def worker_init(worker_id: int, threads: int = 1, signals: tuple[str, ...] = ()) -> None:
+    """First thing every DataLoader worker runs: the preemption ``signals`` are ignored (a signal to the
+    whole job must not kill a worker mid-step) and torch and FFmpeg get ``threads`` threads each, so N
+    workers use N cores."""
+    from gr00t.data.video import set_ffmpeg_threads
+    from gr00t.train.preemption import configure_worker_signals
+
+    configure_worker_signals(signals)
+    torch.set_num_threads(threads)
+    set_ffmpeg_threads(threads)
 
 
 class EndlessSampler(Sampler[int]):
@@ -63,30 +104,63 @@ def batch_size_of(batch: Any) -> int:
     )
 
 
-def resolve_sampler(sampler: Any, dataset: Dataset, seed: int, rank: int, world_size: int) -> Any:
+def make_sampler(
+    dataset: Dataset,
+    settings: TrainingSettings,
+    rank: int,
+    world_size: int,
+    weights: Sequence[float] | None = None,
+) -> Any:
+    """The sampler ``settings.dataloader_sampling`` asks for over ``dataset``.
+
+    ``windows`` needs a `MixtureDataset` (its datasets cut themselves into chunks); other datasets
+    fall back to ``random``: a `MixtureSampler` whose epochs are rounded to whole global batches.
+    """
+    from gr00t.data.dataset import MixtureDataset
+    from gr00t.data.sampler import MixtureSampler
+
+    if settings.dataloader_sampling == "windows" and isinstance(dataset, MixtureDataset):
+        from gr00t.data.window_sampler import WindowSampler
+
+        return WindowSampler(
+            [d.chunks() for d in dataset.datasets],
+            weights=weights,
+            seed=settings.seed,
+            rank=rank,
+            world_size=world_size,
+            lanes=settings.dataloader_lanes,
+            window=settings.dataloader_window,
+        )
+    sizes = list(getattr(dataset, "sizes", [len(dataset)]))  # type: ignore[arg-type]
+    global_batch = settings.per_device_batch_size * world_size
+    return MixtureSampler(
+        sizes,
+        weights=weights,
+        seed=settings.seed,
+        rank=rank,
+        world_size=world_size,
+        round_to=global_batch if sum(sizes) >= global_batch else None,
+    )
+
+
+def resolve_sampler(
+    sampler: Any, dataset: Dataset, settings: TrainingSettings, rank: int, world_size: int
+) -> Any:
     """This rank's resumable sampler.
 
-    ``sampler`` is a sampler, a factory ``(rank, world_size) -> sampler``, or None for a
-    ``MixtureSampler`` over ``len(dataset)``. Raises TypeError unless the result can save and
-    restore its position.
+    ``sampler`` is a sampler, a factory ``(rank, world_size) -> sampler``, or None for `make_sampler`'s
+    default over ``dataset``. Raises TypeError unless the result can save and restore its position.
     """
     if sampler is None:
-        from gr00t.data.sampler import MixtureSampler
-
-        sampler = MixtureSampler([len(dataset)], seed=seed, rank=rank, world_size=world_size)  # type: ignore[arg-type]
+        sampler = make_sampler(dataset, settings, rank, world_size)
     elif callable(sampler) and not hasattr(sampler, "state_dict"):
         sampler = sampler(rank, world_size)
     for needed in ("state_dict", "load_state_dict", "__iter__"):
         if not hasattr(sampler, needed):
             raise TypeError(
-                f"sampler {type(sampler).__name__} lacks {needed}(); expected a resumable MixtureSampler"
+                f"sampler {type(sampler).__name__} lacks {needed}(); expected a resumable MixtureSampler or WindowSampler"
             )
     return sampler
-
-
-def worker_init(worker_id: int, signals: tuple[str, ...] = ()) -> None:
-    """Set-up of each DataLoader worker process."""
-    configure_worker_signals(signals)  # a signal to the whole job must not kill workers mid-step
 
 
 class WorkerSafeDataLoader(DataLoader):
@@ -99,6 +173,8 @@ class WorkerSafeDataLoader(DataLoader):
     def __iter__(self) -> Any:
         if self.num_workers == 0:
             return super().__iter__()
+        from gr00t.train.preemption import signals_blocked
+
         with signals_blocked(self.signals):
             return super().__iter__()
 
@@ -110,20 +186,28 @@ def build_train_dataloader(
     settings: TrainingSettings,
     process_index: int,
 ) -> DataLoader:
-    """A plain DataLoader over ``EndlessSampler(sampler)`` with a per-rank seeded generator."""
+    """The training DataLoader: a `WindowStream` for a `WindowSampler`, else ``dataset`` read through
+    ``EndlessSampler(sampler)``; per-rank seeded generator, workers forked with the preemption signals
+    blocked (`WorkerSafeDataLoader`), `worker_init` in every worker."""
     workers = settings.dataloader_num_workers
     generator = torch.Generator().manual_seed(settings.seed + 1_000_003 * process_index)
     signals = tuple(settings.preemption_signals)
-    return WorkerSafeDataLoader(
-        dataset,
+    common: dict[str, Any] = dict(
         signals=signals,
         batch_size=settings.per_device_batch_size,
-        sampler=EndlessSampler(sampler),
         collate_fn=collate_fn,
         num_workers=workers,
         pin_memory=settings.dataloader_pin_memory and torch.cuda.is_available(),
         prefetch_factor=(settings.dataloader_prefetch_factor or 2) if workers > 0 else None,
         persistent_workers=False,
         generator=generator,
-        worker_init_fn=functools.partial(worker_init, signals=signals),
+        worker_init_fn=functools.partial(
+            worker_init, threads=settings.dataloader_worker_threads, signals=signals
+        ),
     )
+    if getattr(sampler, "sampling", None) == "windows":
+        from gr00t.data.window_stream import WindowStream
+
+        sampler.configure_loader(settings.per_device_batch_size, workers)
+        return WorkerSafeDataLoader(WindowStream(dataset, sampler), **common)  # type: ignore[arg-type]
+    return WorkerSafeDataLoader(dataset, sampler=EndlessSampler(sampler), **common)

@@ -48,6 +48,13 @@ class Precision(str, enum.Enum):
     fp32 = "fp32"
 
 
+class DataSampling(str, enum.Enum):
+    """Training order: windows = decode-aware (`gr00t.data.window_sampler`), random = one seek per sample."""
+
+    windows = "windows"
+    random = "random"
+
+
 class OptimizerName(str, enum.Enum):
     """adamw: torch AdamW; adamw_8bit: bitsandbytes 8-bit AdamW (block-quantised moments, CPU and
     CUDA); cpu_adam: DeepSpeed's CPU Adam (AdamW mode), required by ZeRO-Offload of the optimiser."""
@@ -66,7 +73,15 @@ class WandbMode(str, enum.Enum):
 
 
 # Integer settings that must be >= 1.
-_POSITIVE = ("max_steps", "gradient_accumulation_steps", "save_steps", "logging_steps")
+_POSITIVE = (
+    "max_steps",
+    "gradient_accumulation_steps",
+    "save_steps",
+    "logging_steps",
+    "dataloader_worker_threads",
+    "dataloader_lanes",
+    "dataloader_window",
+)
 
 
 @dataclass
@@ -122,6 +137,11 @@ class TrainerConfig:
     dataloader_num_workers: int = 4
     dataloader_prefetch_factor: int | None = None
     dataloader_pin_memory: bool = True
+    dataloader_worker_threads: int = 1  # torch + FFmpeg threads in each DataLoader worker
+    # windows: decode-aware, reads episodes forward and mixes `dataloader_lanes` of them in every batch
+    dataloader_sampling: DataSampling = DataSampling.windows
+    dataloader_lanes: int = 16  # windows: episode chunks each worker reads at once
+    dataloader_window: int = 4  # windows: consecutive steps each lane reads per block (16 x 4 = 64)
     # logging
     logging_steps: int = 10
     wandb_mode: WandbMode | None = None  # None: $WANDB_MODE or offline; disabled turns wandb off
@@ -195,7 +215,7 @@ class TrainingSettings(TrainerConfig):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
                 setattr(self, key, tuple(value))
-        for key in ("lr_scheduler", "precision", "wandb_mode", "optimizer"):
+        for key in ("lr_scheduler", "precision", "wandb_mode", "optimizer", "dataloader_sampling"):
             value = getattr(self, key)
             if isinstance(value, enum.Enum):
                 setattr(self, key, value.value)
@@ -227,7 +247,12 @@ class TrainingSettings(TrainerConfig):
         for name in (*_POSITIVE, "per_device_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"trainer.{name}={getattr(self, name)}: expected an integer >= 1")
-        choices = {"precision": Precision, "lr_scheduler": LrScheduler, "optimizer": OptimizerName}
+        choices = {
+            "precision": Precision,
+            "lr_scheduler": LrScheduler,
+            "optimizer": OptimizerName,
+            "dataloader_sampling": DataSampling,
+        }
         for name, kind in choices.items():
             if getattr(self, name) not in [m.value for m in kind]:
                 raise ValueError(

@@ -11,8 +11,8 @@ Public API (stable; ``gr00t/train/build.py`` calls it)::
         settings,                  # TrainingSettings (or a plain dict: TrainingSettings.from_dict)
         run_dir,                   # run directory (gr00t.train.run_dir); checkpoints go to <run_dir>/checkpoint-<step>/
         processor=None,            # object with save_pretrained(dir); saved into each checkpoint folder
-        sampler=None,              # MixtureSampler for THIS rank, or factory(rank, world_size) -> sampler;
-                                   #   None: MixtureSampler over len(train_dataset), seed=settings.seed
+        sampler=None,              # WindowSampler / MixtureSampler for THIS rank, or factory(rank, world_size);
+                                   #   None: loader.make_sampler (settings.dataloader_sampling, seed=settings.seed)
         statistics=None,           # dict -> checkpoint/statistics.json
         embodiment_map=None,       # {tag: projector index} -> checkpoint/embodiment_map.json
         experiment_config=None,    # resolved Hydra config (dict or YAML text) -> experiment_config.yaml
@@ -210,7 +210,7 @@ def _make_trainer(
         ],
         settings=settings,
         run_dir=run,
-        sampler=resolve_sampler(sampler, train_dataset, settings.seed, rank, world_size),
+        sampler=resolve_sampler(sampler, train_dataset, settings, rank, world_size),
         side_files=side_files,
         precision=precision,
     )

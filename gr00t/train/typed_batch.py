@@ -2,7 +2,8 @@
 
 HF's own input handling knows dicts, lists and tensors; a `Gr00tBatch` passes through it untouched
 (``len(batch)`` is its sample count) and these documented hooks take over: `compute_loss` moves the
-batch to the device (`device_batch`) and calls ``model(batch)``, `floating_point_ops` counts its text tokens. Dict
+batch to the device and finishes uint8-transported pixels there (`device_batch`), then calls
+``model(batch)``; `floating_point_ops` counts its text tokens. Dict
 batches (other models) keep HF's default path.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from transformers import Trainer
 
 from gr00t.model.batch import Gr00tBatch
+from gr00t.train.loader import finish_pixel_values
 
 
 class TypedBatchHooks(Trainer):
@@ -30,11 +32,12 @@ class TypedBatchHooks(Trainer):
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def device_batch(self, batch: Gr00tBatch) -> Gr00tBatch:
-        """``batch`` on this process's device; under DeepSpeed floating tensors take the engine's dtype."""
+        """``batch`` on this process's device, pixels finished; under DeepSpeed floating tensors take
+        the engine's dtype."""
         dtype = None
         if self.is_deepspeed_enabled:
             dtype = self.accelerator.state.deepspeed_plugin.hf_ds_config.dtype()
-        return batch.to(self.args.device, dtype=dtype)
+        return finish_pixel_values(batch.to(self.args.device, dtype=dtype), dtype)  # uint8 transport
 
     def floating_point_ops(self, inputs) -> int:
         """HF's estimate, 6 × text tokens × non-embedding parameters."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -198,3 +199,33 @@ def test_run_folder_resolves_to_its_newest_complete_checkpoint(cases, tmp_path, 
     assert checks.checkpoint("checkpoint", str(run), "gr00t-serve") == run / "checkpoint-6"
     assert "using its newest complete checkpoint checkpoint-6" in capsys.readouterr().err
     assert checks.checkpoint_embodiment(run / "checkpoint-6", "new_embodiment") == "new_embodiment"
+
+
+@pytest.mark.slow
+def test_finetune_on_an_empty_dataset_says_0_episodes(tmp_path):
+    """A dataset whose meta lists no episode: one error line naming the folder and "0 episodes", exit 2,
+    no run folder left behind."""
+    from gr00t.data.demo import write_demo_dataset
+
+    root = write_demo_dataset(tmp_path / "empty", version="v2.1", num_episodes=2, episode_length=30)
+    for name in ("episodes.jsonl", "episodes_stats.jsonl"):
+        (root / "meta" / name).write_text("")
+    info = json.loads((root / "meta/info.json").read_text())
+    info.update(total_episodes=0, total_frames=0, splits={})
+    (root / "meta/info.json").write_text(json.dumps(info))
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "gr00t.cli.finetune", f"data={root}", "model=n16_tiny"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=work,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [
+        f"gr00t-finetune: error: {root}: the dataset has 0 episodes; nothing to compute statistics from"
+    ]
+    assert "Traceback" not in proc.stderr and not any(work.iterdir())

@@ -316,3 +316,31 @@ def test_bad_video_requests(demo_dataset_v3):
         reader.decode_segment(0, FRONT, 50, 70)
     with pytest.raises(ValueError, match="non-finite timestamps"):
         video.decode_frames(reader.video_location(0, FRONT)[0], [float("nan")])
+
+
+def test_empty_dataset_says_it_has_no_episodes(v21):
+    from gr00t.data.dataset import Gr00tDataset
+
+    (v21 / "meta" / "episodes.jsonl").write_text("")
+    (v21 / "meta" / "episodes_stats.jsonl").write_text("")
+    _edit_info(v21, total_episodes=0, total_frames=0, splits={})
+    with pytest.raises(ValueError, match=r"has 0 episodes") as err:
+        Gr00tDataset(v21, "new_embodiment")
+    assert str(v21) in str(err.value) and "long enough" not in str(err.value)
+    from gr00t.data.stats import StatsError, compute_stats
+
+    with pytest.raises(StatsError, match=r"has 0 episodes"):  # what gr00t-finetune meets first
+        compute_stats(v21, "new_embodiment")
+
+
+def test_too_short_episodes_name_the_longest(v21):
+    from gr00t.data.dataset import Gr00tDataset
+    from gr00t.data.embodiment import load_embodiment
+
+    data = load_embodiment("new_embodiment").to_dict()
+    data["action"]["horizon"] = 100
+    data["action"]["delta_indices"] = list(range(100))
+    with pytest.raises(
+        ValueError, match=r"none of its 6 episodes is long enough .* longest episode 60 frames"
+    ):
+        Gr00tDataset(v21, data)

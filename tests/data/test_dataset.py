@@ -1,4 +1,4 @@
-"""Gr00tDataset windows against direct parquet reads; segment mode; DataLoader → model end to end."""
+"""Gr00tDataset windows against direct parquet reads; window reads; DataLoader → model end to end."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from gr00t.data.dataset import Gr00tDataset, MixtureDataset
 from gr00t.data.demo import TASKS, read_frame_code
 from gr00t.data.embodiment import load_embodiment
 from gr00t.data.sampler import MixtureSampler
-from gr00t.data.segment_stream import SegmentStream
 from tests.data.test_processor import flatten_sample
 
 HORIZON = 16
@@ -92,62 +91,15 @@ def test_missing_modality_key_is_named(demo_dataset_v3: Path) -> None:
         Gr00tDataset(demo_dataset_v3, emb)
 
 
-def test_segment_equals_random_access(demo_dataset_v21: Path) -> None:
+def test_window_equals_random_access(demo_dataset_v21: Path) -> None:
     ds = Gr00tDataset(demo_dataset_v21, "new_embodiment")
-    seg = ds.segment(2, 10, 8)
+    seg = ds.window(2, 10, 8)
     for k, s in enumerate(seg):
         ref = ds.sample(2, 10 + k)
         assert s["step"] == 10 + k
         for view in ("front", "wrist"):
             assert np.array_equal(s["video"][view], ref["video"][view])
         np.testing.assert_array_equal(s["action"]["arm"], ref["action"]["arm"])
-
-
-def _ids(batch) -> list[tuple[int, int]]:
-    return list(zip(batch["episode_index"].tolist(), batch["step"].tolist()))
-
-
-def _id_collate(samples):
-    return {
-        "episode_index": torch.tensor([s["episode_index"] for s in samples]),
-        "step": torch.tensor([s["step"] for s in samples]),
-    }
-
-
-def test_segment_stream_covers_epoch_across_ranks_and_workers(demo_dataset_v3: Path) -> None:
-    ds = Gr00tDataset(demo_dataset_v3, "new_embodiment", load_video=False)  # 45 valid steps per episode
-    seen: list[tuple[int, int]] = []
-    for rank in range(2):
-        stream = SegmentStream(
-            [ds], segment_length=9, segments_per_group=1, batch_size=9, seed=3, rank=rank, world_size=2
-        )
-        loader = DataLoader(stream, batch_size=9, num_workers=2, collate_fn=_id_collate)
-        it = iter(loader)
-        for _ in range(15):  # 30 segments / 2 ranks
-            batch = _ids(next(it))
-            assert len({e for e, _ in batch}) == 1  # one segment per batch here
-            seen.extend(batch)
-    assert sorted(seen) == [(e, t) for e in range(EPISODES) for t in range(LENGTH - HORIZON + 1)]
-
-
-def test_segment_stream_mixes_and_resumes_exactly(demo_dataset_v3: Path) -> None:
-    ds = Gr00tDataset(demo_dataset_v3, "new_embodiment", load_video=False)
-
-    def stream():
-        return SegmentStream([ds], segment_length=8, segments_per_group=4, batch_size=4, seed=1)
-
-    def take(s, n):
-        it = iter(DataLoader(s, batch_size=4, num_workers=2, collate_fn=_id_collate))
-        return [_ids(next(it)) for _ in range(n)]
-
-    full = take(stream(), 24)
-    # batches mix several episodes (4 segments per group, drawn from 6 episodes)
-    assert np.mean([len({e for e, _ in b}) for b in full]) > 1.5
-    head = take(stream(), 7)
-    assert head == full[:7]
-    resumed = stream()
-    resumed.load_state_dict(stream().state_dict(consumed_batches=7))
-    assert take(resumed, 17) == full[7:]
 
 
 def _with_stats(src: Path, dst: Path) -> Path:
@@ -297,7 +249,7 @@ def test_augmented_samples_resume_exactly_with_any_worker_count(augmenting) -> N
 
 
 @pytest.mark.parametrize("version", ["v3.0", "v2.1"])
-def test_image_feature_cameras_random_access_and_segments(version: str, tmp_path: Path) -> None:
+def test_image_feature_cameras_random_access_and_windows(version: str, tmp_path: Path) -> None:
     """Cameras stored as LeRobot image features (PNG in parquet, no mp4) read like video cameras."""
     from gr00t.data.demo import write_demo_dataset
     from tests.data.test_lerobot_compat import FRONT, SIZES, WRIST, _to_image_dataset
@@ -323,7 +275,8 @@ def test_image_feature_cameras_random_access_and_segments(version: str, tmp_path
         for view, key in views.items():
             assert s["video"][view].shape == (2, *SIZES[key], 3)
             assert np.array_equal(s["video"][view], np.stack([images[key][r] for r in rows])), (index, view)
-    seg = ds.segment(1, 0, 6)
+    assert ds.keyframe_layout() == (1, 0)  # no mp4: every frame decodes on its own
+    seg = ds.window(1, 0, 6)
     for k, s in enumerate(seg):
         ref = ds.sample(1, k)
         for view in views:

@@ -190,3 +190,24 @@ def test_the_build_samples_flagged_episodes_more_from_a_mixture_file(demo_datase
         datasets, resolve_data(str(root), "new_embodiment"), embodiments, settings
     )
     assert summary == [] and not isinstance(factory(0, 1), EpisodeWeightedSampler)
+
+
+def test_build_sampler_is_decode_aware_unless_weighted(demo_dataset_v3, tmp_path):
+    """gr00t-finetune's sampler: the WindowSampler by default, the random-access weighted sampler when
+    an intervention weighting is in force."""
+    from gr00t.data.dataset import MixtureDataset
+    from gr00t.data.intervention import EpisodeWeightedSampler
+    from gr00t.data.window_sampler import WindowSampler
+    from gr00t.train import build
+    from gr00t.train.settings import TrainingSettings
+
+    root = mark_interventions(demo_dataset_v3, tmp_path / "d")
+    embodiments = {"new_embodiment": load_embodiment("new_embodiment")}
+    datasets = [Gr00tDataset(root, "new_embodiment", load_video=False)]
+    settings = TrainingSettings(seed=5, per_device_batch_size=4)
+    plain = resolve_data(str(root), "new_embodiment")
+    factory, _ = build.sampler_factory(datasets, plain, embodiments, settings, MixtureDataset(datasets))
+    assert isinstance(factory(0, 1), WindowSampler)
+    weighted = load_mixture(str(_weighted_mixture(tmp_path, root)))
+    factory, _ = build.sampler_factory(datasets, weighted, embodiments, settings, MixtureDataset(datasets))
+    assert isinstance(factory(0, 1), EpisodeWeightedSampler)

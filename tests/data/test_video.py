@@ -133,3 +133,31 @@ def test_forked_worker_opens_its_own_decoder(tmp_path):
     assert (before, after, code) == (0, 1, (7, 5))
     assert read_frame_code(video.decode_frames(path, [0.3], backend="pyav")[0]) == (7, 3)  # parent still fine
     video.clear_decoder_cache()
+
+
+@pytest.fixture(scope="module")
+def long_gop_video(tmp_path_factory):
+    """600 frames with libx264 keyframes every 250 (its default GOP): keyframes 0, 250, 500."""
+    path = tmp_path_factory.mktemp("gop") / "g250.mp4"
+    frames = _frames(1, 32, 64) * 600
+    assert encode_video(path, frames, FPS, codec="libx264", gop=250) == 600
+    return path
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_keyframes_come_from_the_container_index(long_gop_video, backend):
+    video.clear_decoder_cache()
+    before = video.pyav_decoded_frames()
+    assert video.keyframe_indices(long_gop_video, backend).tolist() == [0, 250, 500]
+    assert video.keyframe_grid(long_gop_video, 0, backend) == (250, 0)
+    assert video.keyframe_grid(long_gop_video, 300, backend) == (250, 200)  # an episode from frame 300
+    assert video.keyframe_grid(long_gop_video, 520, backend) == (250, 230)
+    assert video.pyav_decoded_frames() == before  # nothing decoded
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_single_keyframe_spans_the_whole_file(tmp_path, backend):
+    path = tmp_path / "one.mp4"
+    encode_video(path, _frames(40, 32, 64), FPS, codec="libx264", gop=250)
+    assert video.keyframe_indices(path, backend).tolist() == [0]
+    assert video.keyframe_grid(path, 10, backend) == (40, 30)

@@ -46,6 +46,7 @@ def build_pipeline(data_dir: str | Path, model_seed: int = 0, **model_overrides:
         build_tiny_tokenizer(),
         ImageTransformConfig(size=IMAGE_SIZE),
         training=True,
+        vlm_overrides={"pixel_transport": "uint8"},  # as the training recipes do
     )
     dataset = MixtureDataset([Gr00tDataset(data_dir, EMBODIMENT)], transform=processor, seed=0)
     collator = Gr00tCollator(processor.tokenizer.pad_token_id)

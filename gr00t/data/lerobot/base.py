@@ -8,7 +8,6 @@ only supply the version-specific file layout.
 
 from __future__ import annotations
 
-import io
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -29,6 +28,7 @@ from gr00t.data.lerobot.files import (  # noqa: F401  (re-exported: the readers'
     read_jsonl,
     task_strings,
 )
+from gr00t.data.lerobot.images import decode_image_cell
 
 INFO_PATH = "meta/info.json"
 # How many (file, column) arrays each reader keeps in memory.
@@ -311,8 +311,6 @@ class LeRobotReader(ABC):
 
     def decode_images(self, episode: int, image_key: str, indices) -> np.ndarray:
         """Frames `indices` of an image feature (PNG/JPEG bytes in the parquet rows) → uint8 [T, H, W, 3]."""
-        from PIL import Image
-
         if image_key not in self.image_keys:
             raise KeyError(f"{self.root}: no image feature {image_key!r}; image features: {self.image_keys}")
         ep = self.episode(episode)
@@ -320,27 +318,10 @@ class LeRobotReader(ABC):
         path = self.data_path(ep.episode_index)
         start, _ = self._episode_rows(ep.episode_index)
         cells = self._read_columns(path, [image_key], ep.episode_index)[image_key]
-        out = []
-        for i in idx.tolist():
-            cell = cells[start + i]
-            where = f"{path}: episode {ep.episode_index}, {image_key!r}, frame {i}"
-            data = cell.get("bytes") if isinstance(cell, dict) else cell
-            if data is None and isinstance(cell, dict) and cell.get("path"):
-                file = Path(cell["path"])
-                file = file if file.is_absolute() else self.root / file
-                if not file.is_file():
-                    raise video_lib.VideoDecodeError(
-                        f"{where}: no embedded image bytes and {file} does not exist"
-                    )
-                data = file.read_bytes()
-            if not isinstance(data, (bytes, bytearray)):
-                raise video_lib.VideoDecodeError(f"{where}: expected image bytes, got {type(data).__name__}")
-            try:
-                with Image.open(io.BytesIO(data)) as img:
-                    out.append(np.asarray(img.convert("RGB")))
-            except Exception as err:  # noqa: BLE001 - PIL raises many types for corrupt data
-                raise video_lib.VideoDecodeError(f"{where}: cannot decode image: {err}") from err
-        return np.stack(out)
+        where = f"{path}: episode {ep.episode_index}, {image_key!r}"
+        return np.stack(
+            [decode_image_cell(cells[start + i], self.root, f"{where}, frame {i}") for i in idx.tolist()]
+        )
 
     def decode_frames(
         self,
@@ -349,16 +330,33 @@ class LeRobotReader(ABC):
         indices,
         backend: str = "auto",
         tolerance_s: float = video_lib.DEFAULT_TOLERANCE_S,
+        slot: int = 0,
     ) -> np.ndarray:
-        """Frames `indices` of one episode's camera → uint8 [T, H, W, 3] (mp4 videos or image features)."""
+        """Frames `indices` of one episode's camera → uint8 [T, H, W, 3] (mp4 videos or image features).
+
+        ``slot`` picks which of this process's decoders of the file reads them (`video.decode_frames`)."""
         if video_key in self.image_keys:
             return self.decode_images(episode, video_key, indices)
         self._check_video_key(video_key)
         path, _ = self.video_location(episode, video_key)
         ts = self.frame_timestamps(episode, indices, video_key)
         return video_lib.decode_frames(
-            path, ts, backend=backend, tolerance_s=tolerance_s, context=f"episode {episode}, {video_key}"
+            path,
+            ts,
+            backend=backend,
+            tolerance_s=tolerance_s,
+            context=f"episode {episode}, {video_key}",
+            slot=slot,
         )
+
+    def keyframe_layout(self, episode: int, video_key: str, backend: str = "auto") -> tuple[int, int]:
+        """`(spacing, first)`: the camera's keyframe spacing and the first episode frame on that keyframe
+        grid (`video.keyframe_grid`, read from the container index); image features give ``(1, 0)``."""
+        if video_key in self.image_keys:
+            return 1, 0
+        self._check_video_key(video_key)
+        path, from_ts = self.video_location(episode, video_key)
+        return video_lib.keyframe_grid(path, round(float(from_ts) * self.fps), backend=backend)
 
     def decode_segment(
         self,

@@ -38,7 +38,8 @@ class EagleInputs(BackboneInputs):
     """Eagle's inputs (one sample: `input_ids`/`attention_mask` `[L]`; a batch: `[B, L]`, left padded).
 
     pixel_values: float `[N_img, P_max, 3·14·14]`, each image's 14×14 patches row-major, each patch
-        flattened (row, col, channel; channel fastest), pixels `(u8 − 127.5)/127.5`, zero padded.
+        flattened (row, col, channel; channel fastest), pixels `(u8 − 127.5)/127.5`, zero padded
+        (uint8 values before normalisation with ``pixel_transport="uint8"``).
     pixel_attention_mask: bool `[N_img, P_max]`, True on real patches.
     spatial_shapes: long `[N_img, 2]`, each image's patch grid (rows, cols), both even.
     Images are ordered sample-major, then time-major, then view: the order of the placeholder runs
@@ -62,17 +63,31 @@ class EagleInputs(BackboneInputs):
         n = sum(s.pixel_values.shape[0] for s in samples)
         p_max = max(s.pixel_values.shape[1] for s in samples)
         dim = samples[0].pixel_values.shape[2]
-        values = torch.zeros(n, p_max, dim, dtype=samples[0].pixel_values.dtype)
-        mask = torch.zeros(n, p_max, dtype=torch.bool)
-        row = 0
-        for s in samples:
-            k, p = s.pixel_values.shape[:2]
-            values[row : row + k, :p] = s.pixel_values
-            mask[row : row + k, :p] = s.pixel_attention_mask
-            row += k
-        batch.pixel_values, batch.pixel_attention_mask = values, mask
+        if all(s.pixel_values.shape[1] == p_max for s in samples):  # no padding: one copy, no zeroing
+            batch.pixel_values = _cat_shared([s.pixel_values for s in samples], (n, p_max, dim))
+            batch.pixel_attention_mask = torch.cat([s.pixel_attention_mask for s in samples])
+        else:
+            values = torch.zeros(n, p_max, dim, dtype=samples[0].pixel_values.dtype)
+            mask = torch.zeros(n, p_max, dtype=torch.bool)
+            row = 0
+            for s in samples:
+                k, p = s.pixel_values.shape[:2]
+                values[row : row + k, :p] = s.pixel_values
+                mask[row : row + k, :p] = s.pixel_attention_mask
+                row += k
+            batch.pixel_values, batch.pixel_attention_mask = values, mask
         batch.spatial_shapes = torch.cat([s.spatial_shapes for s in samples])
         return batch
+
+
+def _cat_shared(rows: list[torch.Tensor], shape: tuple[int, int, int]) -> torch.Tensor:
+    """``torch.cat(rows)``; in a DataLoader worker straight into shared memory, which saves the copy
+    the worker makes when it sends the batch."""
+    out = None
+    if torch.utils.data.get_worker_info() is not None:
+        storage = rows[0]._typed_storage()._new_shared(math.prod(shape), device=rows[0].device)
+        out = rows[0].new(storage).resize_(*shape)
+    return torch.cat(rows, out=out)
 
 
 @dataclass
@@ -118,7 +133,8 @@ class EagleInputBuilder(InputBuilder):
         sizes: list[tuple[int, int]],
         grids: list[tuple[int, int]],
     ) -> EagleInputs:
-        pixels = _siglip2_inputs(images, sizes, grids, self.patch_size, self.resize_backend)
+        normalize = self.pixel_transport == "float32"
+        pixels = _siglip2_inputs(images, sizes, grids, self.patch_size, self.resize_backend, normalize)
         return EagleInputs(input_ids=ids, attention_mask=torch.ones_like(ids), **pixels)
 
 
@@ -183,10 +199,11 @@ def _siglip2_inputs(
     grids: list[tuple[int, int]],
     patch: int,
     backend: str = "pil",
+    normalize: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Eagle pixels in one pass per image: bicubic resize (PIL unless ``backend="torch"``),
     patchify on uint8 straight into the float output (row, col, channel; channel fastest),
-    normalise in place; zero padding after.
+    normalise in place; zero padding after. ``normalize=False`` returns the uint8 patches.
 
     Equal to `resize_image(·, backend)` → `normalize_pixels` → `patchify_siglip2` → padding.
     """
@@ -194,7 +211,8 @@ def _siglip2_inputs(
     counts = [gh * gw for gh, gw in grids]
     p_max = max(counts, default=0)
     uniform = all(n == p_max for n in counts)
-    values = (torch.empty if uniform else torch.zeros)(len(images), p_max, dim)
+    dtype = torch.float32 if normalize else torch.uint8
+    values = (torch.empty if uniform else torch.zeros)(len(images), p_max, dim, dtype=dtype)
     mask = torch.zeros(len(images), p_max, dtype=torch.bool)
     out = values.numpy()  # shares memory with `values`
     for i, (image, size, (gh, gw)) in enumerate(zip(images, sizes, grids)):
@@ -202,7 +220,9 @@ def _siglip2_inputs(
         src = u8.reshape(gh, patch, gw, patch, 3).transpose(0, 2, 1, 3, 4)
         np.copyto(out[i, : gh * gw].reshape(gh, gw, patch, patch, 3), src, casting="unsafe")
         mask[i, : gh * gw] = True
-    if uniform:
+    if not normalize:
+        pass
+    elif uniform:
         values.sub_(127.5).div_(127.5)
     else:
         for i, n in enumerate(counts):

@@ -29,6 +29,7 @@ from transformers import PreTrainedTokenizerBase
 from gr00t.model.batch import BackboneInputs
 
 RESIZE_BACKENDS = ("pil", "torch")
+PIXEL_TRANSPORTS = ("float32", "uint8")
 MAX_ASPECT_RATIO = 200
 # Token ids cached per (instruction, image-token layout); a dataset has few distinct instructions.
 PROMPT_CACHE_SIZE = 4096
@@ -83,6 +84,11 @@ class InputBuilder:
     Subclasses set the class attributes below and implement `from_config`, `target_size`,
     `render_prompt`, `image_text` and `build_inputs`. ``resize_backend`` picks the bicubic resize to
     the layout's side multiple: "torch" (default, antialiased bicubic on uint8) or "pil".
+
+    ``pixel_transport`` "uint8" keeps ``pixel_values`` as the resized uint8 values, patchified but not
+    normalised (4x fewer bytes from DataLoader workers and to the GPU); the trainer finishes them on the
+    device to the float32 ``(u8 − 127.5) / 127.5`` of the default "float32", bit for bit
+    (`gr00t.train.loader.finish_pixel_values`). A transport choice of the training loader, never saved.
     """
 
     backbone_type: ClassVar[str]
@@ -100,6 +106,7 @@ class InputBuilder:
     image_token_id: int | None = None
     formalize_language: bool = True
     resize_backend: str | None = None
+    pixel_transport: str = "float32"
     _prompt_cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -125,6 +132,8 @@ class InputBuilder:
             self.resize_backend = "torch"
         if self.resize_backend not in RESIZE_BACKENDS:
             raise ValueError(f"resize_backend={self.resize_backend!r}: expected one of {RESIZE_BACKENDS}")
+        if self.pixel_transport not in PIXEL_TRANSPORTS:
+            raise ValueError(f"pixel_transport={self.pixel_transport!r}: expected one of {PIXEL_TRANSPORTS}")
         if self.tokenizer.pad_token_id is None:
             raise ValueError("tokenizer has no pad_token; batches are left padded and need one")
 

@@ -105,7 +105,10 @@ class Qwen3VLInputBuilder(InputBuilder):
     ) -> Qwen3VLInputs:
         pixels = []
         for image, size in zip(images, sizes):
-            chw = resize_image(image, size, self.resize_backend).sub_(127.5).div_(127.5)  # fresh tensor
+            if self.pixel_transport == "uint8":  # resized values are whole numbers: nothing is lost
+                chw = resize_image(image, size, self.resize_backend).to(torch.uint8)
+            else:
+                chw = resize_image(image, size, self.resize_backend).sub_(127.5).div_(127.5)  # fresh tensor
             pixels.append(patchify_qwen3_vl(chw, self.patch_size, self.merge_size, self.temporal_patch_size))
         return Qwen3VLInputs(
             input_ids=ids,
