@@ -16,7 +16,7 @@ from gr00t.data.sampler import MixtureSampler
 from gr00t.data.tokenizer import build_tiny_tokenizer
 from gr00t.data.window_sampler import WindowSampler
 from gr00t.data.window_stream import WindowStream
-from gr00t.model.backbones import build_input_builder
+from gr00t.model.backbones import build_backbone, build_input_builder
 from gr00t.model.batch import Gr00tBatch, HeadInputs
 from gr00t.model.presets import load_preset
 from gr00t.train.loader import build_train_dataloader, finish_pixel_values, make_sampler, worker_init
@@ -112,3 +112,10 @@ def test_uint8_transport_is_finished_bit_for_bit(preset: str, overrides: dict) -
     assert finish_pixel_values(a) is a and finish_pixel_values([1]) == [1]
     with pytest.raises(ValueError, match="pixel_transport='int4'"):
         build_input_builder(config, tokenizer, pixel_transport="int4")
+    backbone = build_backbone(config).eval()  # unfinished uint8 pixels never reach the vision tower
+    with pytest.raises(ValueError, match="pixel_values are torch.uint8, expected floating point"):
+        backbone(b.backbone)
+    with torch.no_grad():
+        assert torch.equal(
+            backbone(finished.backbone).backbone_features, backbone(a.backbone).backbone_features
+        )

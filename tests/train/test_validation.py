@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from gr00t.data.dataset import Gr00tDataset, MixtureDataset
+from gr00t.train.loader import finish_pixel_values
 from gr00t.train.trainer import TrainingSettings, run_training
 from gr00t.train.validation import ValidationLoss, spread_positions
 
@@ -59,9 +60,9 @@ def test_validation_is_deterministic_and_leaves_training_untouched(train_data: P
     assert sorted(val) == [1, 2] and all(0 < v < 10 for v in val.values()) and val[1] != val[2]
     assert json.loads((tmp_path / "val" / "checkpoint-2" / "heldout_episodes.json").read_text()) == record
     # the same weights give the same value, bit for bit
-    again = ValidationLoss(held, collator, batch_size=3, max_samples=6, seed=42)(model, lambda b: b)
+    again = ValidationLoss(held, collator, batch_size=3, max_samples=6, seed=42)(model, finish_pixel_values)
     assert again == pytest.approx(val[2], rel=1e-6)
-    assert ValidationLoss(held, collator, 3, 6, 42)(model, lambda b: b) == again
+    assert ValidationLoss(held, collator, 3, 6, 42)(model, finish_pixel_values) == again
     # a run without validation trains identically: the validation never touches the RNG or the data order
     model2, dataset2, collator2, _, _ = build_pipeline(train_data)
     run_training(model2, dataset2, collator2, _settings(), tmp_path / "plain")

@@ -120,3 +120,13 @@ class Backbone(nn.Module):
         for module in self._frozen:
             module.eval()
         return self
+
+
+def check_pixel_dtype(name: str, pixel_values: torch.Tensor | None) -> None:
+    """Refuse uint8-transported pixels (``vlm.pixel_transport=uint8``) that were never normalised:
+    the training loader finishes them on the device (`gr00t.train.loader.finish_pixel_values`)."""
+    if pixel_values is not None and not pixel_values.is_floating_point():
+        raise ValueError(
+            f"{name} backbone: pixel_values are {pixel_values.dtype}, expected floating point "
+            "(uint8-transported pixels must be normalised first: gr00t.train.loader.finish_pixel_values)"
+        )

@@ -16,6 +16,7 @@ from transformers import Qwen3VLConfig, Qwen3VLModel
 from gr00t.model.backbones.base import (
     Backbone,
     BackboneOutput,
+    check_pixel_dtype,
     layers_at_or_above,
     resolve_attn_implementation,
 )
@@ -92,6 +93,7 @@ class Qwen3VLBackbone(Backbone):
             )
         if pixel_values is not None and (image_grid_thw is None or mm_token_type_ids is None):
             raise ValueError("qwen3_vl backbone: pixel_values need image_grid_thw and mm_token_type_ids")
+        check_pixel_dtype("qwen3_vl", pixel_values)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
