@@ -11,7 +11,10 @@ keyed permutations it reuses):
 * **Tickets.** A `MixtureSampler` over the chunks (one process, shuffled) orders them: ticket ``q``
   is draw ``q`` of it, at (epoch ``q div L``, position ``q mod L``), ``L`` = chunks per epoch. Without
   weights every chunk comes once per epoch; with weights each dataset's chunk draws are scaled by its
-  chunks per sample, so that it receives its share of *samples*.
+  chunks per sample, so that it receives its share of *samples*. With intervention factors
+  (``factors``, `gr00t.data.intervention`) the MixtureSampler's groups are the strata of
+  `weighted_strata` instead of the datasets: a flagged episode's chunks are drawn ``factor`` times as
+  often per sample as its dataset's other chunks, and the dataset keeps its share.
 * **Streams.** Rank ``r`` of ``W`` with ``K`` DataLoader workers runs ``T = W·K`` streams; stream
   ``s = r + W·k`` (worker ``k``) takes tickets ``s, s+T, s+2T, …``.
 * **Lanes.** A stream has ``M`` lanes (``lanes``); lane ``l`` takes the stream's tickets
@@ -26,7 +29,8 @@ keyed permutations it reuses):
 * **Per-sample randomness.** Step ``k`` of ticket ``q``'s chunk is drawn as
   ``SampleIndex(global index, seed, epoch=q div L, position=(q mod L)·CHUNK_STRIDE + k)``, so its
   augmentation (`sample_rng`) depends on the draw only, not on workers, world size or resume.
-* **Resume.** The state is the number of global draws the trainer consumed (as `MixtureSampler`).
+* **Resume.** The state is the number of global draws the trainer consumed (as `MixtureSampler`),
+  with the strata of a weighting (a changed weighting is refused on resume).
   With the same layout (world size, workers, per-device batch, lanes, window, chunks) every stream
   skips exactly the samples its worker had delivered and the run continues bit for bit. Another
   layout continues after the same number of draws in its own order, with a warning.
@@ -39,12 +43,13 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gr00t.data.intervention import weighted_strata
 from gr00t.data.sampler import MixtureSampler, SampleIndex, hash64, list_or_value, permute
 
 CHUNK_STRIDE = 2**32  # position = ticket position · CHUNK_STRIDE + step offset inside the chunk
@@ -103,6 +108,8 @@ class WindowSampler:
         seed: data-order seed.
         rank, world_size: this process's shard.
         lanes, window: ``M`` and ``S`` above.
+        factors: per dataset, episode → sampling factor (intervention up-weighting, see
+            `gr00t.data.intervention`; None or a missing episode: 1).
     """
 
     sampling = "windows"
@@ -116,6 +123,7 @@ class WindowSampler:
         world_size: int = 1,
         lanes: int = DEFAULT_LANES,
         window: int = DEFAULT_WINDOW,
+        factors: Sequence[Mapping[int, float] | None] | None = None,
     ) -> None:
         if lanes < 1 or window < 1:
             raise ValueError(f"lanes={lanes}, window={window}: both must be >= 1")
@@ -126,28 +134,13 @@ class WindowSampler:
             raise ValueError(f"every dataset needs at least one chunk, got {[len(t) for t in tables]}")
         if any((t[:, 2] <= 0).any() for t in tables):
             raise ValueError("every chunk needs at least one step")
+        if weights is not None and len(weights) != len(tables):
+            raise ValueError(f"{len(weights)} weights given for {len(tables)} datasets")
+        if factors is not None and len(factors) != len(tables):
+            raise ValueError(f"{len(factors)} episode factors given for {len(tables)} datasets")
         self.sizes = [int(t[:, 2].sum()) for t in tables]
-        offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self._table = np.concatenate(
-            [
-                np.column_stack([np.full(len(t), d), t[:, :3], t[:, 3] + offsets[d]])
-                for d, t in enumerate(tables)
-            ]
-        )
-        if weights is not None:
-            if len(weights) != len(tables):
-                raise ValueError(f"{len(weights)} weights given for {len(tables)} datasets")
-            chunk_weights = [float(w) * len(t) / n for w, t, n in zip(weights, tables, self.sizes)]
-        else:
-            chunk_weights = None
         self.weights = list(weights) if weights is not None else None
-        # With weights, a longer epoch of tickets keeps the rounding of per-dataset draws small.
-        length = (
-            sum(len(t) for t in tables)
-            if weights is None
-            else max(sum(len(t) for t in tables), 256 * len(tables))
-        )
-        self.tickets = MixtureSampler([len(t) for t in tables], chunk_weights, epoch_length=length, seed=seed)
+        self._table, self.tickets, self.strata = _chunk_tickets(tables, weights, factors, seed)
         self.seed = int(seed)
         self.rank, self.world_size = int(rank), int(world_size)
         self.lanes, self.window = int(lanes), int(window)
@@ -172,7 +165,7 @@ class WindowSampler:
 
     @property
     def counts(self) -> list[int]:
-        """Chunk draws per dataset and epoch of tickets."""
+        """Chunk draws per dataset (per stratum with factors) and epoch of tickets."""
         return list(self.tickets.counts)
 
     @property
@@ -256,6 +249,7 @@ class WindowSampler:
             "sizes": list(self.sizes),
             "counts": self.counts,
             "layout": self.layout(),
+            **({"strata": self.strata} if self.strata is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -266,6 +260,12 @@ class WindowSampler:
                 f"this run uses {self.sampling!r}: set trainer.dataloader_sampling={state.get('sampling', 'random')} "
                 "to resume it"
             )
+        if (state.get("strata") or None) != self.strata:
+            raise ValueError(
+                f"sampler state mismatch for 'strata': checkpoint has {state.get('strata')!r}, this run has "
+                f"{self.strata!r}; the intervention weighting changed, so the data position cannot be "
+                "restored exactly"
+            )
         for key in ("sizes", "seed", "counts"):
             if list_or_value(state.get(key)) != list_or_value(getattr(self, key)):
                 raise ValueError(
@@ -274,6 +274,49 @@ class WindowSampler:
                 )
         self.consumed = int(state["consumed"])
         self._resumed_layout = dict(state.get("layout") or {})
+
+
+def _chunk_tickets(
+    tables: list[np.ndarray],
+    weights: Sequence[float] | None,
+    factors: Sequence[Mapping[int, float] | None] | None,
+    seed: int,
+) -> tuple[np.ndarray, MixtureSampler, list[list[Any]] | None]:
+    """The chunk table ``(dataset, episode, first step, steps, first global index)`` in ticket order,
+    the `MixtureSampler` drawing its rows, and the strata ``[dataset, episodes, factor]`` (None
+    without episode factors).
+
+    Its datasets are the mixture's; with episode factors, the strata of `weighted_strata` (one per
+    dataset and factor, chunks as units). A dataset's (or stratum's) chunk draws are scaled by its
+    chunks per sample, so that it receives its share of *samples*; inside one, every chunk is drawn
+    once per cycle, so each of its samples equally often."""
+    sizes = [int(t[:, 2].sum()) for t in tables]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    table = np.concatenate(
+        [np.column_stack([np.full(len(t), d), t[:, :3], t[:, 3] + offsets[d]]) for d, t in enumerate(tables)]
+    )
+    if factors is None or not any(factors):
+        groups = [np.arange(len(t)) for t in tables]
+        chunk_weights = None
+        if weights is not None:
+            chunk_weights = [float(w) * len(t) / n for w, t, n in zip(weights, tables, sizes)]
+        strata = None
+    else:
+        found = weighted_strata(
+            [t[:, 0] for t in tables], [t[:, 2] for t in tables], weights or sizes, factors
+        )
+        groups = [st.rows for st in found]
+        samples = [int(tables[st.dataset][st.rows, 2].sum()) for st in found]
+        chunk_weights = [st.share * len(st.rows) / n for st, n in zip(found, samples)]
+        strata = [[st.dataset, len(np.unique(tables[st.dataset][st.rows, 0])), st.factor] for st in found]
+        datasets = [st.dataset for st in found]
+        starts = np.concatenate([[0], np.cumsum([len(t) for t in tables])])
+        table = table[np.concatenate([starts[d] + g for d, g in zip(datasets, groups)])]
+    # With weights, a longer epoch of tickets keeps the rounding of per-group draws small.
+    total = sum(len(g) for g in groups)
+    length = total if chunk_weights is None else max(total, 256 * len(groups))
+    tickets = MixtureSampler([len(g) for g in groups], chunk_weights, epoch_length=length, seed=seed)
+    return table, tickets, strata
 
 
 class _Lane:

@@ -220,10 +220,11 @@ def sampler_factory(
     """`(rank, world_size) -> sampler` over the mixture's datasets with its weights, and the
     intervention weighting in force (per weighted dataset; empty: none).
 
-    With a weighting: the `EpisodeWeightedSampler` (random access; not yet decode-aware). Otherwise,
-    given the ``training_dataset`` (a `MixtureDataset` of ``datasets``), the sampler
-    ``trainer.dataloader_sampling`` asks for (`gr00t.train.loader.make_sampler`: the decode-aware
-    `WindowSampler` by default); without it a `MixtureSampler`."""
+    Given the ``training_dataset`` (a `MixtureDataset` of ``datasets``), the sampler
+    ``trainer.dataloader_sampling`` asks for (`gr00t.train.loader.make_sampler`): the decode-aware
+    `WindowSampler` by default, its chunks weighted by the episodes' intervention factors. With a
+    weighting under ``random`` sampling (or without the training dataset): the random-access
+    `EpisodeWeightedSampler`; otherwise a `MixtureSampler`."""
     from gr00t.data.intervention import mixture_factors, weighted_sampler_factory
     from gr00t.data.sampler import MixtureSampler
 
@@ -232,14 +233,17 @@ def sampler_factory(
         factors, summary = mixture_factors(mixture.entries, embodiments, datasets)
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
-    if any(factors):
+    windows = training_dataset is not None and getattr(settings, "dataloader_sampling", None) == "windows"
+    if any(factors) and not windows:
         batch = settings.per_device_batch_size
         return weighted_sampler_factory(datasets, weights, factors, settings.seed, batch), summary
     if training_dataset is not None:
         from gr00t.train.loader import make_sampler
 
+        found = factors if any(factors) else None
+
         def default(rank: int, world_size: int) -> Any:
-            return make_sampler(training_dataset, settings, rank, world_size, weights=weights)
+            return make_sampler(training_dataset, settings, rank, world_size, weights=weights, factors=found)
 
         return default, summary
 

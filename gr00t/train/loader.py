@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -110,11 +110,14 @@ def make_sampler(
     rank: int,
     world_size: int,
     weights: Sequence[float] | None = None,
+    factors: Sequence[Mapping[int, float] | None] | None = None,
 ) -> Any:
     """The sampler ``settings.dataloader_sampling`` asks for over ``dataset``.
 
     ``windows`` needs a `MixtureDataset` (its datasets cut themselves into chunks); other datasets
     fall back to ``random``: a `MixtureSampler` whose epochs are rounded to whole global batches.
+    ``factors`` (per dataset, episode → intervention factor) weight the ``windows`` order's chunks;
+    ``random`` with factors is `gr00t.data.intervention.weighted_sampler_factory`'s sampler.
     """
     from gr00t.data.dataset import MixtureDataset
     from gr00t.data.sampler import MixtureSampler
@@ -130,7 +133,10 @@ def make_sampler(
             world_size=world_size,
             lanes=settings.dataloader_lanes,
             window=settings.dataloader_window,
+            factors=factors,
         )
+    if factors is not None and any(factors):
+        raise ValueError("episode factors need dataloader_sampling=windows over a MixtureDataset")
     sizes = list(getattr(dataset, "sizes", [len(dataset)]))  # type: ignore[arg-type]
     global_batch = settings.per_device_batch_size * world_size
     return MixtureSampler(

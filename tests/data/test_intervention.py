@@ -192,9 +192,12 @@ def test_the_build_samples_flagged_episodes_more_from_a_mixture_file(demo_datase
     assert summary == [] and not isinstance(factory(0, 1), EpisodeWeightedSampler)
 
 
-def test_build_sampler_is_decode_aware_unless_weighted(demo_dataset_v3, tmp_path):
-    """gr00t-finetune's sampler: the WindowSampler by default, the random-access weighted sampler when
-    an intervention weighting is in force."""
+def test_build_sampler_is_decode_aware_with_or_without_a_weighting(demo_dataset_v3, tmp_path):
+    """gr00t-finetune's sampler: the WindowSampler by default, its chunks weighted by the intervention
+    factors when a weighting is in force; trainer.dataloader_sampling=random keeps the random-access
+    weighted sampler."""
+    import dataclasses
+
     from gr00t.data.dataset import MixtureDataset
     from gr00t.data.intervention import EpisodeWeightedSampler
     from gr00t.data.window_sampler import WindowSampler
@@ -207,7 +210,16 @@ def test_build_sampler_is_decode_aware_unless_weighted(demo_dataset_v3, tmp_path
     settings = TrainingSettings(seed=5, per_device_batch_size=4)
     plain = resolve_data(str(root), "new_embodiment")
     factory, _ = build.sampler_factory(datasets, plain, embodiments, settings, MixtureDataset(datasets))
-    assert isinstance(factory(0, 1), WindowSampler)
+    assert isinstance(factory(0, 1), WindowSampler) and factory(0, 1).strata is None
     weighted = load_mixture(str(_weighted_mixture(tmp_path, root)))
     factory, _ = build.sampler_factory(datasets, weighted, embodiments, settings, MixtureDataset(datasets))
+    sampler = factory(0, 1)
+    assert isinstance(sampler, WindowSampler) and sampler.strata == [[0, 4, 1.0], [0, 2, 3.0]]
+    episode = np.array([datasets[0].locate(int(i))[0] for _, i in zip(range(6000), sampler)])
+    valid = [datasets[0].num_valid_steps(n) for n in datasets[0].episode_lengths]
+    per_sample = {e: (episode == e).sum() / valid[e] for e in range(6)}
+    plain_rate = np.mean([per_sample[e] for e in range(6) if e not in FLAGGED])
+    assert all(abs(per_sample[e] / plain_rate - 3.0) < 0.4 for e in FLAGGED), per_sample
+    random = dataclasses.replace(settings, dataloader_sampling="random")
+    factory, _ = build.sampler_factory(datasets, weighted, embodiments, random, MixtureDataset(datasets))
     assert isinstance(factory(0, 1), EpisodeWeightedSampler)

@@ -175,3 +175,66 @@ def test_ranks_take_disjoint_streams_and_resume_exactly(world: int) -> None:
     per_rank = [{(x.epoch, x.position // CHUNK_STRIDE) for x in run} for run in runs]
     assert sum(len(k) for k in per_rank) == len(set(keys))  # no chunk ticket is read by two ranks
     assert len({int(x) for run in runs for x in run}) == 540  # together they cover every sample
+
+
+# ---- intervention up-weighting: episode factors on the chunk tickets -----------------------------
+FLAGGED = {2: 3.0, 4: 3.0}  # dataset 0's episodes 2 and 4, drawn 3x as often per sample
+
+
+def weighted(**kwargs) -> WindowSampler:
+    tables = [chunk_table(6, 40, 16), chunk_table(3, 100, 50)]  # chunks of 16, 16, 8 / 50, 50 steps
+    return WindowSampler(tables, weights=[0.7, 0.3], factors=[FLAGGED, None], lanes=4, window=5, **kwargs)
+
+
+@pytest.mark.parametrize("streams", [1, 4])
+def test_flagged_chunks_are_drawn_weight_times_as_often_per_sample(streams: int) -> None:
+    s = weighted(seed=1)
+    assert s.strata == [[0, 4, 1.0], [0, 2, 3.0], [1, 3, 1.0]]  # (dataset, episodes, factor)
+    counts = np.bincount(
+        [int(x) for k in range(streams) for x in take(s, 32000 // streams, k, streams)], minlength=540
+    )
+    table = chunk_table(6, 40, 16)
+    per_chunk = np.array([counts[i : i + n].mean() for _, _, n, i in table])  # draws per sample
+    flagged = np.isin(table[:, 0], list(FLAGGED))
+    assert abs(per_chunk[flagged].mean() / per_chunk[~flagged].mean() - 3.0) < 0.2
+    assert per_chunk[flagged].min() > 2.4 * per_chunk[~flagged].max()  # every flagged chunk, not on average
+    assert abs(counts[240:].sum() / counts.sum() - 0.3) < 0.02  # the second dataset keeps its share
+    assert sorted(np.flatnonzero(counts).tolist()) == list(range(540))  # unflagged samples still come
+
+
+def test_without_factors_the_order_is_unchanged() -> None:
+    tables = [chunk_table(6, 40, 16), chunk_table(3, 100, 50)]
+    plain = WindowSampler(tables, weights=[0.7, 0.3], seed=1, lanes=4, window=5)
+    none = WindowSampler(tables, weights=[0.7, 0.3], seed=1, lanes=4, window=5, factors=[None, None])
+    assert none.strata is None and "strata" not in none.state_dict()
+    assert [(int(x), x.position) for x in take(none, 500)] == [(int(x), x.position) for x in take(plain, 500)]
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_weighted_order_resumes_exactly_and_refuses_another_weighting(world: int) -> None:
+    for rank in range(world):
+        s = weighted(seed=6, rank=rank, world_size=world)
+        run = [x for _, x in zip(range(1200 // world), s)]
+        for consumed in (world * 3, world * 137, world * 20 * 19):  # mid-window, mid-block, later
+            resumed = weighted(seed=6, rank=rank, world_size=world)
+            resumed.load_state_dict(s.state_dict(consumed=consumed))
+            again = [x for _, x in zip(range(60), resumed)]
+            start = consumed // world
+            assert [(int(x), x.epoch, x.position) for x in again] == [
+                (int(x), x.epoch, x.position) for x in run[start : start + 60]
+            ]
+    state = weighted(seed=6).state_dict(consumed=40)
+    assert state["strata"] == [[0, 4, 1.0], [0, 2, 3.0], [1, 3, 1.0]]
+    tables = [chunk_table(6, 40, 16), chunk_table(3, 100, 50)]
+    others = [
+        WindowSampler(
+            tables, weights=[0.7, 0.3], factors=[{2: 5.0, 4: 5.0}, None], seed=6, lanes=4, window=5
+        ),
+        WindowSampler(tables, weights=[0.7, 0.3], factors=[{2: 3.0}, None], seed=6, lanes=4, window=5),
+        WindowSampler(tables, weights=[0.7, 0.3], seed=6, lanes=4, window=5),
+    ]
+    for other in others:
+        with pytest.raises(ValueError, match="the intervention weighting changed"):
+            other.load_state_dict(state)
+    with pytest.raises(ValueError, match="the intervention weighting changed"):  # a weighting added
+        weighted(seed=6).load_state_dict(others[2].state_dict(consumed=40))

@@ -1,5 +1,6 @@
 """A finetune on a mixture file whose dataset up-weights its intervention episodes: the weighting is
-reported, the weighted sampler's position goes into the checkpoint, and a resume under a changed
+reported, the weighted sampler's position goes into the checkpoint (the default decode-aware order,
+its chunk tickets weighted), and a resume under a changed
 weighting is refused with one line instead of silently drawing another order."""
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def test_weighted_finetune_records_the_weighting_and_refuses_a_changed_one(tmp_p
         }
     ]
     state = json.loads((run / "checkpoint-2" / "data_state.json").read_text())
+    assert state["sampling"] == "windows"  # the default order, weighted
     assert state["strata"] == [[0, 4, 1.0], [0, 2, 3.0]]  # (dataset, episodes, factor)
     entry["intervention"] = {"column": "is_intervention", "weight": 5.0}
     mixture.write_text(yaml.safe_dump({"datasets": [entry]}))
