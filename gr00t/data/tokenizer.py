@@ -32,8 +32,8 @@ VISION_END_TOKEN = "<|vision_end|>"
 IMAGE_PAD_TOKEN = "<|image_pad|>"
 VIDEO_PAD_TOKEN = "<|video_pad|>"
 
-# Special tokens of the tiny tokenizer and their fixed ids (configs/model/n16_tiny.yaml and
-# configs/model/qwen3_vl_tiny.yaml refer to these numbers).
+# Special tokens of the tiny tokenizer and their fixed ids (gr00t/configs/model/n16_tiny.yaml and
+# gr00t/configs/model/qwen3_vl_tiny.yaml refer to these numbers).
 TINY_SPECIAL_TOKENS: dict[str, int] = {
     IMG_CONTEXT_TOKEN: 1000,
     IMG_START_TOKEN: 1001,

@@ -1,7 +1,7 @@
 """Configuration of the GR00T N1.6 policy network (SPEC-N16 §1.1).
 
 One flat `PretrainedConfig` holds every width and switch of the backbone and the action head, so
-that Hydra presets (`configs/model/*.yaml`) and command-line overrides address each field by name.
+that Hydra presets (`gr00t/configs/model/*.yaml`) and command-line overrides address each field by name.
 The backbone's own sub-models are described by plain dicts (`vision_config`, `text_config`,
 `qwen3_vl_config`) that are passed to transformers' stock config classes.
 """
