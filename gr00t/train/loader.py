@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gr00t.model.backbones.base import normalize_uint8_pixels
 from gr00t.model.batch import Gr00tBatch
 
 if TYPE_CHECKING:  # a spawned worker imports this module for worker_init: keep it light
@@ -36,15 +37,14 @@ def finish_pixel_values(batch: Any, dtype: torch.dtype | None = None) -> Any:
     """Finish a `Gr00tBatch` whose ``pixel_values`` came as uint8 (``vlm.pixel_transport=uint8``, the
     training default) on whatever device it now is: float32 ``(u8 − 127.5) / 127.5`` (the processor's own
     normalisation), Eagle padding kept at 0, so the model sees the float transport's values bit for bit;
-    then ``dtype`` if given (what float inputs get, e.g. DeepSpeed's). Anything else is returned as is."""
+    then ``dtype`` if given (what float inputs get, e.g. DeepSpeed's). Anything else is returned as is.
+    (The backbones normalise uint8 pixels they are given the same way; the trainer does it here first so
+    that DeepSpeed's dtype applies as to every other float input.)"""
     backbone = batch.backbone if isinstance(batch, Gr00tBatch) else None
     values = getattr(backbone, "pixel_values", None)
     if not isinstance(values, torch.Tensor) or values.dtype != torch.uint8:
         return batch
-    out = values.float().sub_(127.5).div_(127.5)
-    mask = getattr(backbone, "pixel_attention_mask", None)
-    if mask is not None and not bool(mask.all()):
-        out.masked_fill_(~mask[..., None].bool(), 0.0)
+    out = normalize_uint8_pixels(values, getattr(backbone, "pixel_attention_mask", None))
     if dtype is not None:
         out = out.to(dtype)
     return dataclasses.replace(batch, backbone=dataclasses.replace(backbone, pixel_values=out))

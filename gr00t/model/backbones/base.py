@@ -122,11 +122,13 @@ class Backbone(nn.Module):
         return self
 
 
-def check_pixel_dtype(name: str, pixel_values: torch.Tensor | None) -> None:
-    """Refuse uint8-transported pixels (``vlm.pixel_transport=uint8``) that were never normalised:
-    the training loader finishes them on the device (`gr00t.train.loader.finish_pixel_values`)."""
-    if pixel_values is not None and not pixel_values.is_floating_point():
-        raise ValueError(
-            f"{name} backbone: pixel_values are {pixel_values.dtype}, expected floating point "
-            "(uint8-transported pixels must be normalised first: gr00t.train.loader.finish_pixel_values)"
-        )
+def normalize_uint8_pixels(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Pixels as the vision tower takes them: uint8-transported ones (``vlm.pixel_transport=uint8``)
+    become float32 ``(u8 − 127.5) / 127.5``, the processor's own normalisation bit for bit, with
+    padding (``mask`` False) kept at 0; floating-point pixels are returned as they are."""
+    if values.dtype != torch.uint8:
+        return values
+    out = values.float().sub_(127.5).div_(127.5)
+    if mask is not None and not bool(mask.all()):
+        out.masked_fill_(~mask[..., None].bool(), 0.0)
+    return out

@@ -22,8 +22,8 @@ from transformers import Qwen3Config, Qwen3Model, Siglip2VisionConfig, Siglip2Vi
 from gr00t.model.backbones.base import (
     Backbone,
     BackboneOutput,
-    check_pixel_dtype,
     layers_at_or_above,
+    normalize_uint8_pixels,
     resolve_attn_implementation,
 )
 from gr00t.model.backbones.eagle_processing import EagleInputs
@@ -172,7 +172,7 @@ class EagleBackbone(Backbone):
         if pixel_values is not None and pixel_values.shape[0] > 0:
             if pixel_attention_mask is None or spatial_shapes is None:
                 raise ValueError("eagle backbone: pixel_values need pixel_attention_mask and spatial_shapes")
-            check_pixel_dtype("eagle", pixel_values)
+            pixel_values = normalize_uint8_pixels(pixel_values, pixel_attention_mask)
             image_tokens = self.encode_images(pixel_values, pixel_attention_mask, spatial_shapes)
             if check and image_tokens.shape[0] != int(image_mask.sum()):
                 raise ValueError(

@@ -16,8 +16,8 @@ from transformers import Qwen3VLConfig, Qwen3VLModel
 from gr00t.model.backbones.base import (
     Backbone,
     BackboneOutput,
-    check_pixel_dtype,
     layers_at_or_above,
+    normalize_uint8_pixels,
     resolve_attn_implementation,
 )
 from gr00t.model.backbones.qwen3_vl_processing import Qwen3VLInputs
@@ -93,7 +93,8 @@ class Qwen3VLBackbone(Backbone):
             )
         if pixel_values is not None and (image_grid_thw is None or mm_token_type_ids is None):
             raise ValueError("qwen3_vl backbone: pixel_values need image_grid_thw and mm_token_type_ids")
-        check_pixel_dtype("qwen3_vl", pixel_values)
+        if pixel_values is not None:
+            pixel_values = normalize_uint8_pixels(pixel_values)
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
