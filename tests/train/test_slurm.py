@@ -195,6 +195,14 @@ def _wait_job_done(slurm: LocalSlurm, job_id: str, timeout: float) -> str:
     raise TimeoutError(f"job {job_id} still {state} after {timeout} s; {slurm.logs()}")
 
 
+def _job_story(text: str) -> str:
+    """What a failed job's log says that matters: the job script's own lines, every rank's errors and
+    fatal messages (aborts print no traceback), then the tail."""
+    keys = ("[gr00t_job]", "[rank1]", "Fatal", "terminate", "abort", "Abort", "Error", "error", "signal")
+    story = [line for line in text.splitlines() if any(k in line for k in keys)]
+    return "\n".join(story[-120:]) + "\n---- tail ----\n" + text[-4000:]
+
+
 def test_sbatch_preempt_requeue_resume(slurm, tmp_path, demo_dataset_v3):
     work = tmp_path / "work"
     (work / "logs").mkdir(parents=True)
@@ -258,8 +266,8 @@ def test_sbatch_preempt_requeue_resume(slurm, tmp_path, demo_dataset_v3):
 
     state = _wait_job_done(slurm, job_id, timeout=600)
     text = log.read_text()
-    assert state == "COMPLETED", f"{state}\n{text[-6000:]}"
-    assert slurm.job_field(job_id, "Restarts") == "1", text[-6000:]
+    assert state == "COMPLETED", f"{state}\n{_job_story(text)}"
+    assert slurm.job_field(job_id, "Restarts") == "1", _job_story(text)
 
     # First run: the signal reached the trainers, which checkpointed and asked for a requeue.
     assert "preemption signal: forwarding SIGUSR1" in text
