@@ -46,6 +46,7 @@ from gr00t.train.build_data import (  # noqa: F401  (re-exported: the build API 
     mixture_embodiments,
     resolve_mixture,
     sampler_factory,
+    shutdown_distributed,
 )
 from gr00t.train.build_model import (  # noqa: F401  (re-exported)
     TRAINING_TIME_FIELDS,
@@ -118,6 +119,7 @@ def build_and_train(cfg: DictConfig, log_name: str = "train") -> int:
             _remove_unstarted(run_dir, created)
         raise
     finally:
+        shutdown_distributed()
         log.close()
 
 

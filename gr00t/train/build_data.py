@@ -69,6 +69,17 @@ def init_distributed(info: DistInfo) -> None:
         dist.init_process_group("gloo")
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group before the interpreter exits. Left to Python's teardown, gloo's
+    threads can be destroyed while still joinable ("terminate called without an active exception",
+    SIGABRT) after training ended well, and the launcher then reports the rank as failed."""
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every rank (no-op in a single process)."""
     if dist_info().world_size <= 1:
