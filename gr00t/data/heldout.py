@@ -36,21 +36,28 @@ class HeldoutError(ValueError):
     """``val_episodes`` cannot be applied to the data (the message names the key and the value)."""
 
 
-def _count(spec: Any, n: int, where: str) -> int:
+def episode_count(spec: Any, n: int, key: str, where: str, error: type[Exception], expected: str) -> int:
+    """How many of ``n`` episodes ``key=spec`` holds out: a fraction in (0, 1) (rounded, at least 1 and
+    at most n − 1) or a count in 1..n − 1; anything else raises ``error`` naming ``key`` and ``where``.
+    The one rule of `val_episodes=` and `gr00t-dataset split val=`."""
     text = str(spec).strip()
     try:
         number = float(text)
     except ValueError:
-        raise HeldoutError(
-            f"val_episodes={spec!r}: expected an episode count (2), a fraction (0.1) or a list of episodes ([3,7])"
-        ) from None
+        raise error(f"{key}={spec!r}: expected {expected}") from None
     if any(c in text for c in ".eE"):
         if not 0.0 < number < 1.0:
-            raise HeldoutError(f"val_episodes={spec}: a fraction must lie strictly between 0 and 1")
+            raise error(f"{key}={spec}: a fraction must lie strictly between 0 and 1")
         return int(np.clip(round(number * n), 1, n - 1))
     if not 1 <= int(number) <= n - 1:
-        raise HeldoutError(f"val_episodes={spec}: {where} has {n} episodes, so a count must be 1..{n - 1}")
+        raise error(f"{key}={spec}: {where} has {n} episodes, so a count must be 1..{n - 1}")
     return int(number)
+
+
+def draw_episodes(episodes: Sequence[int], count: int, seed: int) -> list[int]:
+    """``count`` of ``episodes`` drawn with ``seed``, sorted."""
+    order = np.random.default_rng(seed).permutation(len(episodes))
+    return sorted(episodes[i] for i in order[:count])
 
 
 def choose_heldout(episodes: Sequence[int], spec: Any, seed: int, where: str) -> list[int]:
@@ -70,9 +77,9 @@ def choose_heldout(episodes: Sequence[int], spec: Any, seed: int, where: str) ->
         raise HeldoutError(
             f"val_episodes={spec}: {where} has {len(episodes)} episode(s), nothing to hold out"
         )
-    count = _count(spec, len(episodes), where)
-    order = np.random.default_rng(seed).permutation(len(episodes))
-    return sorted(episodes[i] for i in order[:count])
+    expected = "an episode count (2), a fraction (0.1) or a list of episodes ([3,7])"
+    count = episode_count(spec, len(episodes), "val_episodes", where, HeldoutError, expected)
+    return draw_episodes(episodes, count, seed)
 
 
 def heldout_record(

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from gr00t.data.dataset_ops import layout_v21, layout_v30
 from gr00t.data.dataset_ops.plan import Plan, make_plan
 from gr00t.data.dataset_ops.publish import staged_output
 from gr00t.data.dataset_ops.source import DatasetOpsError, SourceDataset, open_source
 from gr00t.data.dataset_ops.writer import EpisodeRows, WriteOptions, WriteReport
+from gr00t.data.heldout import draw_episodes, episode_count
 
 
 def write_dataset(root: Path, plan: Plan, options: WriteOptions) -> WriteReport:
@@ -127,24 +126,11 @@ def choose_validation(episodes: list[int], val: str | float | int, seed: int) ->
     """The validation episodes: `val` is a fraction in (0, 1) or a count, drawn with `seed`."""
     n = len(episodes)
     text = str(val).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise DatasetOpsError(
-            f"val={text!r}: expected a fraction such as 0.1 or an episode count such as 5"
-        ) from None
-    if any(c in text for c in ".eE"):
-        if not 0.0 < number < 1.0:
-            raise DatasetOpsError(f"val={text}: a fraction must lie strictly between 0 and 1")
-        count = int(np.clip(round(number * n), 1, n - 1))
-    else:
-        count = int(number)
-        if not 1 <= count <= n - 1:
-            raise DatasetOpsError(f"val={text}: the dataset has {n} episodes, so a count must be 1..{n - 1}")
+    expected = "a fraction such as 0.1 or an episode count such as 5"
+    count = episode_count(text, n, "val", "the dataset", DatasetOpsError, expected)
     if n < 2:
         raise DatasetOpsError(f"cannot split a dataset of {n} episode(s)")
-    order = np.random.default_rng(seed).permutation(n)
-    return sorted(episodes[i] for i in order[:count])
+    return draw_episodes(episodes, count, seed)
 
 
 def split(
