@@ -2,7 +2,7 @@
 
     gr00t-dataset info <dir> [json=true]
     gr00t-dataset merge <a> <b> ... out=<dir> [overwrite=false]
-    gr00t-dataset append <base> <new>
+    gr00t-dataset append <base> <new> [allow_duplicates=false]
     gr00t-dataset split <dir> val=<fraction|count> out=<dir> [seed=0] [overwrite=false]
 
 Settings are `key=value` after the paths. Bad input prints one line naming the file or key and
@@ -128,11 +128,18 @@ COMMANDS = {
         },
     ),
     "append": Command(
-        "append <base> <new>",
+        "append <base> <new> [allow_duplicates=false]",
         "Add the episodes of a new recording session to <base>, in place and atomically: <base> is "
         "either unchanged or fully appended.",
         (2, 2),
-        dict(COPY_SETTINGS),
+        {
+            **COPY_SETTINGS,
+            "allow_duplicates": Setting(
+                _bool,
+                False,
+                "append episodes <base> already holds (same rows and numeric values); refused by default",
+            ),
+        },
     ),
     "split": Command(
         "split <dir> val=<fraction|count> out=<dir> [seed=0]",
@@ -204,7 +211,13 @@ def _run(name: str, paths: list[str], settings: dict) -> int:
         )
         target = settings["out"]
     elif name == "append":
-        report = ops.append(paths[0], paths[1], embodiment=settings["embodiment"], **copy)
+        report = ops.append(
+            paths[0],
+            paths[1],
+            embodiment=settings["embodiment"],
+            allow_duplicates=settings["allow_duplicates"],
+            **copy,
+        )
         target = paths[0]
     else:
         reports = ops.split(

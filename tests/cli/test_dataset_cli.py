@@ -58,7 +58,16 @@ def test_merge_append_split(pair, tmp_path, capsys):
     assert "v3.0: 5 episodes, 35 frames, 3 tasks" in capsys.readouterr().out
     base = tmp_path / "base"
     assert main(["merge", str(b), str(b.parent / "a"), f"out={base}", "verify=false"]) == 0
-    assert main(["append", str(base), str(a)]) == 0
+    # `a` is in `base` already: appending it again is refused in one line, base untouched
+    _one_line_error(
+        capsys,
+        main(["append", str(base), str(a)]),
+        f"{a}: 3 of its 3 episodes are already in {base}",
+        "new = base episode: 0 = 2, 1 = 3, 2 = 4",
+        "allow_duplicates=true appends them anyway",
+    )
+    assert open_lerobot_dataset(base).num_episodes == 5
+    assert main(["append", str(base), str(a), "allow_duplicates=true"]) == 0
     assert open_lerobot_dataset(base).num_episodes == 8
     assert main(["split", str(tmp_path / "m"), "val=0.4", f"out={tmp_path / 's'}", "seed=2"]) == 0
     assert open_lerobot_dataset(tmp_path / "s/val").num_episodes == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gr00t.data.dataset_ops import layout_v21, layout_v30
+from gr00t.data.dataset_ops.duplicates import repeated_episodes
 from gr00t.data.dataset_ops.plan import Plan, make_plan
 from gr00t.data.dataset_ops.publish import staged_output
 from gr00t.data.dataset_ops.source import DatasetOpsError, SourceDataset, open_source
@@ -100,17 +101,21 @@ def append(
     verify: bool = True,
     reencode: bool = False,
     embodiment: str | None = None,
+    allow_duplicates: bool = False,
 ) -> WriteReport:
     """Add the episodes of `new` after those of `base`, in place: `base` ends up fully appended or unchanged.
 
     Files of `base` that do not change are hard-linked into the new version, so only the new
-    episodes and the metadata are written.
+    episodes and the metadata are written. Episodes `base` already holds (same rows, same numeric
+    values: `duplicates.repeated_episodes`) are refused unless ``allow_duplicates``.
     """
     base, new = Path(base), Path(new)
     _check_paths([base, new], None)
     if base.resolve() in new.resolve().parents or new.resolve() in base.resolve().parents:
         raise DatasetOpsError(f"{new} and {base} are nested inside each other")
     sources = [open_source(base), open_source(new)]
+    if not allow_duplicates:
+        _refuse_repeated(*sources)
     plan = make_plan(sources)
     with staged_output(base, replace=True) as tmp:
         report = write_dataset(tmp, plan, WriteOptions(link=True, verify=verify, reencode=reencode))
@@ -120,6 +125,18 @@ def append(
             )
         _relative_stats(tmp, sources, embodiment, report)
     return report
+
+
+def _refuse_repeated(base: SourceDataset, new: SourceDataset) -> None:
+    pairs, columns = repeated_episodes(base, new)
+    if not pairs:
+        return
+    shown = ", ".join(f"{n} = {b}" for n, b in pairs[:4]) + (", ..." if len(pairs) > 4 else "")
+    raise DatasetOpsError(
+        f"{new.root}: {len(pairs)} of its {len(new.reader.episode_indices)} episodes are already in "
+        f"{base.root} (new = base episode: {shown}; same rows and values in {', '.join(columns)}); "
+        "was this session appended before? allow_duplicates=true appends them anyway"
+    )
 
 
 def choose_validation(episodes: list[int], val: str | float | int, seed: int) -> list[int]:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gr00t.data.dataset_ops import append, layout_v21, layout_v30, merge
+from gr00t.data.dataset_ops import DatasetOpsError, append, layout_v21, layout_v30, merge
 from tests.data.dataset_ops.checks import (
     assert_dataset_holds,
     assert_episode_stats_recomputed,
@@ -47,7 +47,7 @@ def test_append_links_unchanged_base_files(inputs, copy_of):
 def test_append_twice_equals_one_merge(inputs, copy_of, tmp_path):
     base = copy_of(inputs["a3"], "base")
     append(base, inputs["b3"])
-    append(base, inputs["b21"])
+    append(base, inputs["b21"], allow_duplicates=True)  # b21 holds b3's recordings in v2.1
     merged = tmp_path / "merged"
     merge([inputs["a3"], inputs["b3"], inputs["b21"]], merged)
     assert_dataset_holds(base, [(inputs["a3"], [0, 1, 2]), (inputs["b3"], [0, 1]), (inputs["b21"], [0, 1])])
@@ -90,3 +90,29 @@ def test_interrupted_merge_publishes_nothing(inputs, tmp_path, monkeypatch):
         merge([inputs["a3"], inputs["b21"]], tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
     assert leftovers(tmp_path, "merged") == []
+
+
+@pytest.mark.parametrize("again", ["b3", "b21"])  # the same session again, as written or in the other format
+def test_appending_a_session_twice_is_refused(inputs, copy_of, again):
+    base = copy_of(inputs["a21"], "base")
+    append(base, inputs["b3"])
+    before = tree_digest(base)
+    with pytest.raises(DatasetOpsError) as err:
+        append(base, inputs[again])
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"{inputs[again]}: 2 of its 2 episodes are already in {base}" in message
+    assert "new = base episode: 0 = 3, 1 = 4" in message and "observation.state" in message
+    assert tree_digest(base) == before and leftovers(base.parent, "base") == []
+
+
+def test_a_partly_repeated_session_is_refused_and_other_data_passes(inputs, copy_of, tmp_path):
+    partial = tmp_path / "partial"
+    merge([inputs["b21"], inputs["a21"]], partial)  # b's two episodes, then a's three
+    base = copy_of(inputs["a3"], "base")
+    with pytest.raises(
+        DatasetOpsError, match=r"3 of its 5 episodes .* \(new = base episode: 2 = 0, 3 = 1, 4 = 2;"
+    ):
+        append(base, partial)
+    report = append(base, inputs["b21"])  # other recordings: no complaint
+    assert report.episodes == 5
