@@ -308,6 +308,26 @@ def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -
     return {name: {"wall": samples[name] / seconds[name], "cpu": samples[name] / cpu[name]} for name in names}
 
 
+def resampling_floor(pipe: Pipeline, samples: int = 128) -> float:
+    """ms per sample of the image resampling alone that a model-ready sample needs: per camera the
+    transform's crop and resize to the short side 256 (`ImageTransform.apply`, uint8) and Eagle's
+    bicubic resize to its 28-multiple (the processor's default torch backend), on decoded bench frames."""
+    from gr00t.data.image_transforms import ImageTransform
+    from gr00t.model.backbones.eagle_processing import _resize_uint8_hwc
+
+    loader = iter(pipe.loader(0, processed=False, position=0))
+    raw = [s for _ in range(-(-samples // pipe.batch)) for s in next(loader)][:samples]
+    transform = ImageTransform(pipe.processor.image_config, train=True)
+    vlm = pipe.processor.vlm
+    draws = [transform.draw(i) for i in range(len(raw))]
+    t0 = time.perf_counter()
+    for sample, draw in zip(raw, draws):
+        for view in VIEWS:
+            frame = transform.apply(sample["video"][view], draw, view)[0]
+            _resize_uint8_hwc(frame, vlm.target_size(*frame.shape[:2]), vlm.resize_backend)
+    return 1000 * (time.perf_counter() - t0) / len(raw)
+
+
 # ---------------------------------------------------------------------------- randomness and memory
 def finish_cost(pipe: Pipeline, repeats: int = 5) -> float:
     """ms per batch of `finish_pixel_values` on this CPU (what a CPU-only trainer pays per batch; on a
@@ -450,6 +470,13 @@ def main() -> None:
                 f"[{codec}] {name:40s} {r['wall']:6.1f} samples/s = {100 * r['wall'] / limit['wall']:5.1f}% of "
                 f"the decode limit; {r['cpu']:6.1f} per CPU-second = {100 * r['cpu'] / limit['cpu']:5.1f}%{extra}"
             )
+        floor = resampling_floor(pipe)
+        ceiling = 100 / (1 + limit["wall"] * floor / 1000)
+        print(
+            f"[{codec}] image resampling alone (crop + resize to 256, Eagle resize to 252, 2 cameras): "
+            f"{floor:.2f} ms per sample; with decoding at the decode limit one process reaches at most "
+            f"{ceiling:.0f}% of it model-ready"
+        )
         one, two = rates.get("training loader, 1 worker"), rates.get("training loader, 2 workers")
         if one and two:
             load_now = open("/proc/loadavg").read().split()[0]

@@ -294,8 +294,10 @@ class Gr00tDataset(Dataset):
 
         Runs are ``min_steps`` rounded up to a multiple of the keyframe spacing ``g`` and cut where the
         first frame a step needs falls on the keyframe grid, so reading a run from its start never decodes
-        frames before it. The grid is the first episode's, shifted by each episode's start inside its
-        file (LeRobot v3 files hold many episodes); a video that breaks the pattern only costs time.
+        frames before it. An episode's last run shorter than ``min_steps`` joins the run before it (read
+        forward, it costs nothing more; on its own it would cost a decoder open and a seek per camera).
+        The grid is the first episode's, shifted by each episode's start inside its file (LeRobot v3
+        files hold many episodes); a video that breaks the pattern only costs time.
         """
         spacing, first = self.keyframe_layout()
         length = spacing * -(-max(1, int(min_steps)) // spacing)
@@ -306,6 +308,8 @@ class Gr00tDataset(Dataset):
             phase = (first + self._episode_shift(ep)) % spacing
             cuts = np.arange(phase - lead, lo + n, length)
             starts = np.unique(np.concatenate([[lo], cuts[(cuts > lo) & (cuts < lo + n)]]))
+            if len(starts) > 1 and lo + n - starts[-1] < min_steps:
+                starts = starts[:-1]
             ends = np.append(starts[1:], lo + n)
             index = int(self._starts[pos]) + starts - lo
             rows.append(np.column_stack([np.full(len(starts), ep), starts, ends - starts, index]))
