@@ -328,6 +328,21 @@ def resampling_floor(pipe: Pipeline, samples: int = 128) -> float:
     return 1000 * (time.perf_counter() - t0) / len(raw)
 
 
+def processor_cost(pipe: Pipeline, height: int, width: int, samples: int = 64) -> float:
+    """ms per sample of the processor alone (train mode) on the bench's samples with both cameras'
+    frames replaced by ``height`` × ``width`` ones: what larger cameras cost (a 480×640 camera is
+    first shrunk to the short side 256 by area averaging)."""
+    rng = np.random.default_rng(0)
+    raw = next(iter(pipe.loader(0, processed=False, position=0)))[:samples]
+    frames = {v: rng.integers(0, 256, size=(1, height, width, 3), dtype=np.uint8) for v in VIEWS}
+    raw = [{**s, "video": frames} for s in raw]
+    pipe.processor(raw[0], rng=0)
+    t0 = time.perf_counter()
+    for i, sample in enumerate(raw):
+        pipe.processor(sample, rng=i)
+    return 1000 * (time.perf_counter() - t0) / len(raw)
+
+
 # ---------------------------------------------------------------------------- randomness and memory
 def finish_cost(pipe: Pipeline, repeats: int = 5) -> float:
     """ms per batch of `finish_pixel_values` on this CPU (what a CPU-only trainer pays per batch; on a
@@ -476,6 +491,11 @@ def main() -> None:
             f"[{codec}] image resampling alone (crop + resize to 256, Eagle resize to 252, 2 cameras): "
             f"{floor:.2f} ms per sample; with decoding at the decode limit one process reaches at most "
             f"{ceiling:.0f}% of it model-ready"
+        )
+        sizes = {f"{h}x{w}": processor_cost(pipe, h, w) for h, w in ((SIZE, SIZE), (480, 640))}
+        print(
+            f"[{codec}] the processor alone, 2 cameras: "
+            + ", ".join(f"{k} {ms:.2f} ms per sample" for k, ms in sizes.items())
         )
         one, two = rates.get("training loader, 1 worker"), rates.get("training loader, 2 workers")
         if one and two:

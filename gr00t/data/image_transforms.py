@@ -10,7 +10,9 @@ Inputs and outputs are uint8 [T, H, W, 3] per view.
 
 Precision: a draw without rotation or colour jitter (eval, and train with only the crop) runs on
 uint8: the crop is a view, an enlarging resize is torch's separable uint8 bilinear kernel (rounds
-between its two passes), a shrinking one runs in float and is rounded once. Compared with the
+between its two passes), a shrinking one sums each area bin in integers and divides in float32 the
+way torch's adaptive average pooling does, which equals the float resize rounded once, bit for bit
+(the processor costs 9.6 instead of 14.4 ms per sample of two 480x640 cameras). Compared with the
 all-float reference path (`apply(..., exact=True)`, which draws with rotation or colour jitter
 always take), each output value is within ±1 when one resampling is rounded (input shortest edge
 already `size`, or a shrinking first resize) and within ±2 when both are (a small input enlarged
@@ -88,7 +90,8 @@ def _resize_uint8(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
     """uint8 [N, C, H, W] -> uint8 [N, C, height, width]: `resize` semantics, within ±1 of it.
 
     Enlarging uses torch's uint8 bilinear kernel (antialias=True, which equals plain bilinear when
-    no side shrinks); anything else runs `resize` in float, rounded once.
+    no side shrinks); shrinking is `_area_uint8` (equal to `resize` rounded); a resize that
+    enlarges one side and shrinks the other runs `resize` in float, rounded once.
     """
     h, w = frames.shape[-2:]
     if (h, w) == (height, width):
@@ -97,8 +100,54 @@ def _resize_uint8(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
         return F.interpolate(
             frames, size=(height, width), mode="bilinear", align_corners=False, antialias=True
         )
+    if height <= h and width <= w:
+        nhwc = frames.permute(0, 2, 3, 1).numpy()
+        return torch.from_numpy(_area_uint8(nhwc, height, width)).permute(0, 3, 1, 2)
     out = resize(frames.float(), height, width)
     return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _area_bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive average pooling's bins [floor(i·size/out), ceil((i+1)·size/out)): the source index of
+    tap k of output i (``size``, one past the end, where the bin has fewer taps) and each bin's width."""
+    i = np.arange(out)
+    start, end = (i * size) // out, -((-(i + 1) * size) // out)
+    widths = end - start
+    k = np.arange(int(widths.max()))[:, None]
+    return np.where(k < widths, start + k, size), widths
+
+
+def _area_uint8(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 [T, H, W, C] -> uint8 [T, height, width, C] (height <= H, width <= W): area averaging
+    (`resize`'s ``mode="area"``, adaptive average pooling) rounded half to even, bit for bit.
+
+    Each bin is summed exactly in integers (rows, then columns, as gathers of whole rows and pixels)
+    and divided in float32 first by its height, then by its width: the order torch's pooling kernel
+    divides its (equally exact) float sum in.
+    """
+    t, h, w, c = frames.shape
+    rows, row_n = _area_bins(h, height)
+    cols, col_n = _area_bins(w, width)
+    acc = np.uint16 if int(row_n.max()) * int(col_n.max()) * 255 < 2**16 else np.uint32
+    flat = np.ascontiguousarray(frames).reshape(t, h, w * c)
+    sums = np.zeros((t, height, w + 1, c), acc)  # a zero column past the end for the missing taps
+    row_sums = sums[:, :, :w].reshape(t, height, w * c)  # a view
+    gathered = np.empty((t, height, w * c), np.uint8)
+    for taps in rows:
+        inside = np.flatnonzero(taps < h)
+        if len(inside) == height:
+            np.take(flat, taps, axis=1, out=gathered)
+            row_sums += gathered
+        else:
+            row_sums[:, inside] += flat[:, taps[inside]]
+    out = np.take(sums, cols[0], axis=2)
+    part = np.empty_like(out)
+    for taps in cols[1:]:
+        out += np.take(sums, taps, axis=2, out=part)
+    mean = out.astype(np.float32)
+    mean /= row_n.astype(np.float32)[:, None, None]
+    mean /= col_n.astype(np.float32)[:, None]
+    return np.rint(mean, out=mean).astype(np.uint8)
 
 
 def _colour_is_identity(d: AugmentDraw) -> bool:

@@ -8,6 +8,7 @@ from gr00t.data.image_transforms import (
     AugmentDraw,
     ImageTransform,
     ImageTransformConfig,
+    _area_uint8,
     _shift_hue,
     resize,
     shortest_edge_size,
@@ -136,3 +137,27 @@ def test_uint8_path_is_within_tolerance_of_float_path(hw, size, bound):
     jitter = ImageTransform(ImageTransformConfig(size=size, rotation_degrees=5, brightness=0.2), train=True)
     d = jitter.draw(1)
     np.testing.assert_array_equal(jitter.apply(frames, d), jitter.apply(frames, d, exact=True))
+
+
+@pytest.mark.parametrize(
+    "hw, out",
+    [
+        ((480, 640), (256, 341)),  # a common robot camera to the short side 256
+        ((720, 1280), (256, 455)),
+        ((257, 256), (256, 255)),  # bins of 1 and 2
+        ((2000, 90), (100, 90)),  # 21-row bins: sums beyond 16 bits
+        ((999, 1001), (7, 3)),
+        ((64, 64), (64, 32)),
+    ],
+)
+def test_area_shrink_on_uint8_equals_the_float_resize_rounded(hw, out):
+    rng = np.random.default_rng(sum(hw))
+    noise = rng.integers(0, 256, size=(2, *hw, 3), dtype=np.uint8)
+    # a gradient: many bin means land exactly on .5, where the rounding must agree too
+    ramp = (
+        (np.arange(hw[0])[:, None, None] + 3 * np.arange(hw[1])[None, :, None] + np.arange(3)) % 256
+    ).astype(np.uint8)[None]
+    for frames in (noise, ramp):
+        reference = resize(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), *out)
+        reference = reference.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        np.testing.assert_array_equal(_area_uint8(frames, *out), reference)
