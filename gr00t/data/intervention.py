@@ -21,6 +21,7 @@ column is refused on resume instead of silently drawing another order.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,6 +139,27 @@ def weighted_strata(
     return out
 
 
+def episodes_digest(episodes: Any) -> str:
+    """A short digest of a stratum's episode indices: with its count, the flagged *set*, so that
+    flagging other episodes of the same number is noticed on resume."""
+    ids = np.unique(np.asarray(episodes, dtype=np.int64))
+    return hashlib.sha256(ids.tobytes()).hexdigest()[:16]
+
+
+def check_strata(saved: Any, current: Sequence[Sequence[Any]] | None) -> None:
+    """Raise unless a checkpoint's strata (``[dataset, count, factor, digest]`` each) are this run's.
+    Entries of checkpoints written before the digest was recorded compare without it."""
+    old = [list(s) for s in saved or []]
+    now = [list(s) for s in current or []]
+    same = len(old) == len(now) and all(a == b[: len(a)] and len(a) in (3, len(b)) for a, b in zip(old, now))
+    if not same:
+        raise ValueError(
+            f"sampler state mismatch for 'strata': checkpoint has {saved!r}, this run has {now!r} "
+            "([dataset, episodes, factor, digest of the episodes]); the intervention weighting changed, so "
+            "the data position cannot be restored exactly"
+        )
+
+
 def episode_factors(dataset: Any, weighting: InterventionWeighting | None) -> dict[int, float] | None:
     """Episode index → factor of a dataset's flagged episodes (None without a weighting)."""
     if weighting is None:
@@ -181,7 +203,10 @@ class EpisodeWeightedSampler:
             lengths = np.diff(starts[st.dataset])[st.rows]
             self._runs.append((first, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)))
         self.inner = MixtureSampler([int(c[-1]) for _, c in self._runs], [s.share for s in strata], **kwargs)
-        self.strata = [(s.dataset, len(s.rows), s.factor) for s in strata]
+        self.strata = [
+            (s.dataset, len(s.rows), s.factor, episodes_digest(np.asarray(episodes[s.dataset])[s.rows]))
+            for s in strata
+        ]
 
     def to_global(self, index: int) -> int:
         """The dataset-global sample index of the inner sampler's stratum index."""
@@ -215,12 +240,7 @@ class EpisodeWeightedSampler:
         return {**self.inner.state_dict(consumed), "strata": [list(s) for s in self.strata]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if [list(s) for s in state.get("strata") or []] != [list(s) for s in self.strata]:
-            raise ValueError(
-                f"sampler state mismatch for 'strata': checkpoint has {state.get('strata')!r}, this run has "
-                f"{[list(s) for s in self.strata]!r}; the intervention weighting changed, so the data position "
-                "cannot be restored exactly"
-            )
+        check_strata(state.get("strata"), self.strata)
         self.inner.load_state_dict({k: v for k, v in state.items() if k != "strata"})
 
 

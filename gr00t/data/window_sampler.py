@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from gr00t.data.intervention import weighted_strata
+from gr00t.data.intervention import check_strata, episodes_digest, weighted_strata
 from gr00t.data.sampler import MixtureSampler, SampleIndex, hash64, list_or_value, permute
 
 CHUNK_STRIDE = 2**32  # position = ticket position · CHUNK_STRIDE + step offset inside the chunk
@@ -260,12 +260,7 @@ class WindowSampler:
                 f"this run uses {self.sampling!r}: set trainer.dataloader_sampling={state.get('sampling', 'random')} "
                 "to resume it"
             )
-        if (state.get("strata") or None) != self.strata:
-            raise ValueError(
-                f"sampler state mismatch for 'strata': checkpoint has {state.get('strata')!r}, this run has "
-                f"{self.strata!r}; the intervention weighting changed, so the data position cannot be "
-                "restored exactly"
-            )
+        check_strata(state.get("strata"), self.strata)
         for key in ("sizes", "seed", "counts"):
             if list_or_value(state.get(key)) != list_or_value(getattr(self, key)):
                 raise ValueError(
@@ -283,8 +278,8 @@ def _chunk_tickets(
     seed: int,
 ) -> tuple[np.ndarray, MixtureSampler, list[list[Any]] | None]:
     """The chunk table ``(dataset, episode, first step, steps, first global index)`` in ticket order,
-    the `MixtureSampler` drawing its rows, and the strata ``[dataset, episodes, factor]`` (None
-    without episode factors).
+    the `MixtureSampler` drawing its rows, and the strata ``[dataset, episodes, factor, digest of the
+    episodes]`` (None without episode factors).
 
     Its datasets are the mixture's; with episode factors, the strata of `weighted_strata` (one per
     dataset and factor, chunks as units). A dataset's (or stratum's) chunk draws are scaled by its
@@ -308,7 +303,10 @@ def _chunk_tickets(
         groups = [st.rows for st in found]
         samples = [int(tables[st.dataset][st.rows, 2].sum()) for st in found]
         chunk_weights = [st.share * len(st.rows) / n for st, n in zip(found, samples)]
-        strata = [[st.dataset, len(np.unique(tables[st.dataset][st.rows, 0])), st.factor] for st in found]
+        strata = []
+        for st in found:
+            episodes = tables[st.dataset][st.rows, 0]
+            strata.append([st.dataset, len(np.unique(episodes)), st.factor, episodes_digest(episodes)])
         datasets = [st.dataset for st in found]
         starts = np.concatenate([[0], np.cumsum([len(t) for t in tables])])
         table = table[np.concatenate([starts[d] + g for d, g in zip(datasets, groups)])]

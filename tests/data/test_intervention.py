@@ -140,6 +140,11 @@ def test_random_sampler_draws_flagged_episodes_more_and_resumes_exactly():
     other_weighting = EpisodeWeightedSampler(episodes, starts, [0.8, 0.2], [{11: 3.0, 12: 3.0}, None], seed=3)
     with pytest.raises(ValueError, match="intervention weighting changed"):
         other_weighting.load_state_dict(sampler.state_dict(consumed=37))
+    other_episode = EpisodeWeightedSampler(
+        episodes, starts, [0.8, 0.2], [{11: 3.0}, None], seed=3
+    )  # one, as before
+    with pytest.raises(ValueError, match="intervention weighting changed"):
+        other_episode.load_state_dict(sampler.state_dict(consumed=37))
 
 
 def _weighted_mixture(
@@ -214,7 +219,10 @@ def test_build_sampler_is_decode_aware_with_or_without_a_weighting(demo_dataset_
     weighted = load_mixture(str(_weighted_mixture(tmp_path, root)))
     factory, _ = build.sampler_factory(datasets, weighted, embodiments, settings, MixtureDataset(datasets))
     sampler = factory(0, 1)
-    assert isinstance(sampler, WindowSampler) and sampler.strata == [[0, 4, 1.0], [0, 2, 3.0]]
+    assert isinstance(sampler, WindowSampler) and [r[:3] for r in sampler.strata] == [
+        [0, 4, 1.0],
+        [0, 2, 3.0],
+    ]
     episode = np.array([datasets[0].locate(int(i))[0] for _, i in zip(range(6000), sampler)])
     valid = [datasets[0].num_valid_steps(n) for n in datasets[0].episode_lengths]
     per_sample = {e: (episode == e).sum() / valid[e] for e in range(6)}

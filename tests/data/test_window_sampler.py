@@ -8,6 +8,7 @@ import collections
 import numpy as np
 import pytest
 
+from gr00t.data.intervention import episodes_digest
 from gr00t.data.sampler import MixtureSampler, SampleIndex, sample_rng
 from gr00t.data.window_sampler import CHUNK_STRIDE, WindowSampler
 
@@ -189,7 +190,11 @@ def weighted(**kwargs) -> WindowSampler:
 @pytest.mark.parametrize("streams", [1, 4])
 def test_flagged_chunks_are_drawn_weight_times_as_often_per_sample(streams: int) -> None:
     s = weighted(seed=1)
-    assert s.strata == [[0, 4, 1.0], [0, 2, 3.0], [1, 3, 1.0]]  # (dataset, episodes, factor)
+    assert [row[:3] for row in s.strata] == [
+        [0, 4, 1.0],
+        [0, 2, 3.0],
+        [1, 3, 1.0],
+    ]  # (dataset, episodes, factor)
     counts = np.bincount(
         [int(x) for k in range(streams) for x in take(s, 32000 // streams, k, streams)], minlength=540
     )
@@ -224,17 +229,29 @@ def test_weighted_order_resumes_exactly_and_refuses_another_weighting(world: int
                 (int(x), x.epoch, x.position) for x in run[start : start + 60]
             ]
     state = weighted(seed=6).state_dict(consumed=40)
-    assert state["strata"] == [[0, 4, 1.0], [0, 2, 3.0], [1, 3, 1.0]]
+    assert [row[:3] for row in state["strata"]] == [[0, 4, 1.0], [0, 2, 3.0], [1, 3, 1.0]]
+    assert state["strata"][1][3] == episodes_digest([2, 4])  # which episodes, not only how many
     tables = [chunk_table(6, 40, 16), chunk_table(3, 100, 50)]
     others = [
         WindowSampler(
             tables, weights=[0.7, 0.3], factors=[{2: 5.0, 4: 5.0}, None], seed=6, lanes=4, window=5
         ),
         WindowSampler(tables, weights=[0.7, 0.3], factors=[{2: 3.0}, None], seed=6, lanes=4, window=5),
+        # other episodes flagged, as many as before
+        WindowSampler(
+            tables, weights=[0.7, 0.3], factors=[{1: 3.0, 4: 3.0}, None], seed=6, lanes=4, window=5
+        ),
         WindowSampler(tables, weights=[0.7, 0.3], seed=6, lanes=4, window=5),
     ]
     for other in others:
         with pytest.raises(ValueError, match="the intervention weighting changed"):
             other.load_state_dict(state)
     with pytest.raises(ValueError, match="the intervention weighting changed"):  # a weighting added
-        weighted(seed=6).load_state_dict(others[2].state_dict(consumed=40))
+        weighted(seed=6).load_state_dict(others[3].state_dict(consumed=40))
+    # a checkpoint written before the digest was recorded still resumes, compared on the rest
+    legacy = {**state, "strata": [row[:3] for row in state["strata"]]}
+    resumed = weighted(seed=6)
+    resumed.load_state_dict(legacy)
+    assert resumed.consumed == 40
+    with pytest.raises(ValueError, match="the intervention weighting changed"):
+        others[0].load_state_dict(legacy)
