@@ -156,7 +156,10 @@ class Gr00tTrainer(TypedBatchHooks, PrivateTrainerHooks):
         try:
             self.sampler.load_state_dict(state)
         except ValueError as exc:  # another mixture, seed or weighting: a user error, one line
-            raise ResumeMismatchError(f"cannot resume from {checkpoint}: {exc}") from exc
+            raise ResumeMismatchError(
+                f"cannot resume from {checkpoint.path}: {exc} (or start over with resume=false: the old "
+                "checkpoints are moved to <run_dir>/superseded-<time>/)"
+            ) from exc
         self.samples_consumed_local = int(state["consumed"]) // max(1, self.args.world_size)
 
     # ---- logging and validation -------------------------------------------------------------

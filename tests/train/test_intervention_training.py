@@ -68,4 +68,5 @@ def test_weighted_finetune_records_the_weighting_and_refuses_a_changed_one(tmp_p
     again = _finetune(mixture, run, 4)
     assert again.returncode != 0
     assert "the intervention weighting changed" in again.stderr, again.stderr[-2000:]
+    assert "or start over with resume=false" in again.stderr  # the way out, in the same line
     assert "Traceback" not in again.stderr
