@@ -11,44 +11,31 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
-import pyarrow as pa
-
 from gr00t.data.dataset_ops.plan import task_columns
 from gr00t.data.dataset_ops.source import SourceDataset
+from gr00t.data.dataset_ops.stats_rewrite import numeric_features
+from gr00t.data.lerobot.base import column_to_numpy
 
 RENUMBERED_COLUMNS = frozenset({"index", "episode_index", "frame_index", "timestamp"})
 
 
-def _is_numeric(kind: pa.DataType) -> bool:
-    while pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
-        kind = kind.value_type
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-
-
 def compared_columns(a: SourceDataset, b: SourceDataset) -> list[str]:
-    """The numeric data columns both datasets hold, bookkeeping and task indices left out."""
-    schema_b = b.data_schema()
+    """The numeric features (`stats_rewrite.numeric_features`) both datasets hold with the same dtype
+    and shape, bookkeeping and task indices left out."""
     skip = (
         RENUMBERED_COLUMNS
         | set(task_columns(a.features, a.modality))
         | set(task_columns(b.features, b.modality))
     )
     return sorted(
-        f.name
-        for f in a.data_schema()
-        if f.name not in skip
-        and _is_numeric(f.type)
-        and f.name in schema_b.names
-        and schema_b.field(f.name).type == f.type
+        name
+        for name in numeric_features(a.features)
+        if name not in skip and name in b.features and _kind(a.features[name]) == _kind(b.features[name])
     )
 
 
-def _values(column: pa.ChunkedArray) -> np.ndarray:
-    array = column.combine_chunks()
-    while isinstance(array, (pa.ListArray, pa.LargeListArray, pa.FixedSizeListArray)):
-        array = array.flatten()
-    return np.ascontiguousarray(array.to_numpy(zero_copy_only=False))
+def _kind(feature: dict) -> tuple:
+    return feature.get("dtype"), feature.get("shape")
 
 
 def episode_digests(source: SourceDataset, columns: list[str]) -> dict[int, bytes]:
@@ -58,7 +45,7 @@ def episode_digests(source: SourceDataset, columns: list[str]) -> dict[int, byte
         table = source.episode_table(episode)
         digest = hashlib.sha256(f"rows={table.num_rows}".encode())
         for name in columns:
-            values = _values(table[name])
+            values = column_to_numpy(table.column(name), f"{source.root}: column {name!r}")
             digest.update(f"|{name}:{values.dtype}:{values.shape}|".encode())
             digest.update(values.tobytes())
         out[int(episode)] = digest.digest()
