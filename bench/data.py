@@ -308,6 +308,12 @@ def interleaved(pipe: Pipeline, rounds: int, batches: int, workers: list[int]) -
     return {name: {"wall": samples[name] / seconds[name], "cpu": samples[name] / cpu[name]} for name in names}
 
 
+def raw_samples(pipe: Pipeline, samples: int) -> list:
+    """The first ``samples`` raw samples of the default stream (decoded frames, no processor)."""
+    loader = iter(pipe.loader(0, processed=False, position=0))
+    return [s for _ in range(-(-samples // pipe.batch)) for s in next(loader)][:samples]
+
+
 def resampling_floor(pipe: Pipeline, samples: int = 128) -> float:
     """ms per sample of the image resampling alone that a model-ready sample needs: per camera the
     transform's crop and resize to the short side 256 (`ImageTransform.apply`, uint8) and Eagle's
@@ -315,8 +321,7 @@ def resampling_floor(pipe: Pipeline, samples: int = 128) -> float:
     from gr00t.data.image_transforms import ImageTransform
     from gr00t.model.backbones.eagle_processing import _resize_uint8_hwc
 
-    loader = iter(pipe.loader(0, processed=False, position=0))
-    raw = [s for _ in range(-(-samples // pipe.batch)) for s in next(loader)][:samples]
+    raw = raw_samples(pipe, samples)
     transform = ImageTransform(pipe.processor.image_config, train=True)
     vlm = pipe.processor.vlm
     draws = [transform.draw(i) for i in range(len(raw))]
@@ -333,7 +338,7 @@ def processor_cost(pipe: Pipeline, height: int, width: int, samples: int = 64) -
     frames replaced by ``height`` × ``width`` ones: what larger cameras cost (a 480×640 camera is
     first shrunk to the short side 256 by area averaging)."""
     rng = np.random.default_rng(0)
-    raw = next(iter(pipe.loader(0, processed=False, position=0)))[:samples]
+    raw = raw_samples(pipe, samples)
     frames = {v: rng.integers(0, 256, size=(1, height, width, 3), dtype=np.uint8) for v in VIEWS}
     raw = [{**s, "video": frames} for s in raw]
     pipe.processor(raw[0], rng=0)
